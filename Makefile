@@ -1,0 +1,56 @@
+# The README's two commands: `make demo` and `make test`. Both set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the project needs on the controller (this host):
+#   debootstrap, systemd-container: the lab's machines; iproute2, iptables: its bridge and NAT-free network;
+#   dpkg-dev: apt-ftparchive for the lab's local apt repository; openssh-client: Ansible's transport;
+#   nginx-light: the ingress watcher's tests run the real nginx -t.
+APT_PACKAGES := debootstrap systemd-container iproute2 dpkg-dev openssh-client rsync ca-certificates \
+	nginx-light python3-venv
+APT_STAMP := /var/lib/moorage/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-12).stamp
+VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | md5sum | cut -c1-12)
+
+.PHONY: setup demo test test-unit test-e2e lint bench clean
+
+setup: $(APT_STAMP) $(VENV_STAMP)
+
+$(APT_STAMP):
+	@if [ "$$(id -u)" != 0 ]; then echo "make setup: needs root to install Debian packages ($(APT_PACKAGES))" >&2; exit 1; fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	@# The host needs the binaries only: no package may start its daemon here (policy-rc.d says no).
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	  status=$$?; rm -f /usr/sbin/policy-rc.d; exit $$status
+	mkdir -p $(dir $(APT_STAMP)) && touch $@
+
+$(VENV_STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	rm -f $(VENV)/.installed-* && touch $@
+
+demo: setup
+	$(BIN)/moorage validate examples/hello/moorage.yml
+	$(BIN)/moorage render examples/hello/moorage.yml --target kubernetes -o artifacts/demo/kubernetes
+	$(BIN)/moorage render examples/hello/moorage.yml --target classic -o artifacts/demo/classic
+
+test: setup
+	$(BIN)/pytest tests
+
+test-unit: setup
+	$(BIN)/pytest tests/unit
+
+test-e2e: setup
+	$(BIN)/pytest tests/e2e
+
+lint: setup
+	$(BIN)/ansible-lint roles playbooks
+
+bench: setup
+	$(BIN)/python bench/lab.py
+
+clean:
+	rm -rf $(VENV) artifacts

@@ -1,0 +1,44 @@
+"""The ``moorage`` command: a thin root that gathers the command groups."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from moorage import __version__
+from moorage.commands import lab, platform, spec
+from moorage.errors import MoorageError
+from moorage.output import emit_json, err_console
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="moorage")
+def cli() -> None:
+    """Services on VMs with one file and one command: systemd or Docker, Consul, NGINX, Prometheus."""
+
+
+for module in (spec, lab, platform):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main() -> None:
+    wants_json = "--output" in sys.argv and "json" in sys.argv
+    try:
+        exit_code = cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("moorage: aborted")
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except MoorageError as error:
+        if wants_json:
+            emit_json({"ok": False, "error": str(error), "exit_code": error.exit_code})
+        else:
+            err_console.print(f"moorage: error: {error}", markup=False)
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    sys.exit(exit_code if isinstance(exit_code, int) else 0)

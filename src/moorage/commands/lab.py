@@ -1,0 +1,7 @@
+"""`moorage lab` commands (to be written)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

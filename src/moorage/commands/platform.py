@@ -1,0 +1,7 @@
+"""`moorage platform` commands (to be written)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

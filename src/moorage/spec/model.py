@@ -1,0 +1,245 @@
+"""The ``moorage/v1`` ``Service`` spec as pydantic models.
+
+YAML keys are camelCase (``maxPerHost``) and are the contract (DESIGN.md); Python
+attributes are snake_case. Defaults follow the anchors: probes like Kubernetes
+(interval 10s, timeout 1s), updates like Nomad (maxParallel 1, minHealthy 10s,
+healthyDeadline 5m) but with autoRevert on.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from moorage.spec.units import CpuQuantity, Duration, MemoryQuantity
+
+API_VERSION = "moorage/v1"
+KIND = "Service"
+
+# Variables every instance gets; `${NAME}` may use these, env keys and secret names.
+BUILTIN_VARIABLES = ("PORT", "MOORAGE_SERVICE", "MOORAGE_VERSION", "MOORAGE_RELEASE", "MOORAGE_INSTANCE")
+PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+HOSTNAME = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL")
+
+ServiceName = Annotated[str, StringConstraints(min_length=2, max_length=63, pattern=DNS_LABEL)]
+VolumeName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
+EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME)]
+AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/")]
+UrlPath = Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _scalar_as_text(value: object) -> object:
+    """YAML reads `DEBUG: 1` or `ON: true` as numbers or booleans; env values are text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+EnvValue = Annotated[str, BeforeValidator(_scalar_as_text)]
+
+
+class SpecModel(BaseModel):
+    """Strict about unknown keys (so misspellings are caught), camelCase in YAML."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+    )
+
+
+class Metadata(SpecModel):
+    name: ServiceName = Field(description="RFC 1123 label, 2-63 characters.")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Placement(SpecModel):
+    group: Annotated[str, StringConstraints(min_length=1)] = Field(
+        default="app", description="Inventory group whose hosts run the instances."
+    )
+    max_per_host: int = Field(default=1, ge=1, description="At most this many instances on one host.")
+
+
+class Health(SpecModel):
+    http: UrlPath | None = Field(default=None, description="HTTP GET path that answers 2xx when healthy.")
+    tcp: bool = Field(default=False, description="Healthy when the port accepts a connection.")
+    command: list[str] | None = Field(default=None, min_length=1, description="Healthy when it exits 0.")
+    interval: Duration = Field(default=timedelta(seconds=10))
+    timeout: Duration = Field(default=timedelta(seconds=1))
+    deregister_after: Duration = Field(default=timedelta(minutes=5))
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Health:
+        kinds = [name for name, on in (("http", self.http is not None), ("tcp", self.tcp), ("command", self.command is not None)) if on]
+        if len(kinds) != 1:
+            raise ValueError(
+                "set exactly one of http, tcp or command" + (f" (got {', '.join(kinds)})" if kinds else "")
+            )
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not be longer than interval")
+        return self
+
+    @property
+    def kind(self) -> Literal["http", "tcp", "command"]:
+        if self.http is not None:
+            return "http"
+        return "tcp" if self.tcp else "command"
+
+
+class Route(SpecModel):
+    host: Annotated[str, StringConstraints(max_length=253, pattern=HOSTNAME)]
+    path: UrlPath = "/"
+
+
+class Metrics(SpecModel):
+    path: UrlPath = "/metrics"
+
+
+class Resources(SpecModel):
+    memory: MemoryQuantity | None = Field(default=None, description="Memory limit, e.g. 256Mi.")
+    cpu: CpuQuantity | None = Field(default=None, description="CPU limit, e.g. 500m (half a core).")
+
+
+class Volume(SpecModel):
+    name: VolumeName
+    path: AbsolutePath
+
+
+class Update(SpecModel):
+    max_parallel: int = Field(default=1, ge=1)
+    min_healthy: Duration = Field(default=timedelta(seconds=10))
+    healthy_deadline: Duration = Field(default=timedelta(minutes=5))
+    auto_revert: bool = True
+    canary: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _deadline_covers_min_healthy(self) -> Update:
+        if self.healthy_deadline <= self.min_healthy:
+            raise ValueError("healthyDeadline must be longer than minHealthy")
+        return self
+
+
+class Stop(SpecModel):
+    signal: Literal[SIGNALS] = "SIGTERM"  # type: ignore[valid-type]
+    grace_period: Duration = Field(default=timedelta(seconds=30))
+
+
+class ServiceBody(SpecModel):
+    runtime: Literal["systemd", "docker"] = "systemd"
+    artifact: str | None = Field(default=None, description="systemd: directory or tarball, relative to the spec file.")
+    command: list[str] | None = Field(default=None, min_length=1)
+    image: str | None = Field(default=None, description="docker: image reference.")
+    image_archive: str | None = Field(default=None, description="docker: image tarball for hosts without a registry.")
+    replicas: int = Field(default=1, ge=0)
+    placement: Placement = Field(default_factory=Placement)
+    port: Port | None = None
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    secrets: list[EnvName] = Field(default_factory=list)
+    health: Health | None = None
+    routes: list[Route] = Field(default_factory=list)
+    metrics: Metrics | None = None
+    resources: Resources = Field(default_factory=Resources)
+    volumes: list[Volume] = Field(default_factory=list)
+    update: Update = Field(default_factory=Update)
+    stop: Stop = Field(default_factory=Stop)
+
+
+class ServiceSpec(SpecModel):
+    api_version: Literal["moorage/v1"] = Field(alias="apiVersion")
+    kind: Literal["Service"]
+    metadata: Metadata
+    spec: ServiceBody
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+Location = tuple[str | int, ...]
+
+
+def semantic_errors(service: ServiceSpec) -> list[tuple[Location, str]]:
+    """Checks that span several fields, each with the path of the field to blame."""
+    body = service.spec
+    errors: list[tuple[Location, str]] = []
+    if body.runtime == "systemd":
+        if body.artifact is None:
+            errors.append((("spec",), "runtime systemd needs 'artifact' (a directory or tarball)"))
+        if body.command is None:
+            errors.append((("spec",), "runtime systemd needs 'command'"))
+        for key, value in (("image", body.image), ("imageArchive", body.image_archive)):
+            if value is not None:
+                errors.append((("spec", key), "only for runtime docker"))
+    else:
+        if body.image is None:
+            errors.append((("spec",), "runtime docker needs 'image'"))
+        if body.artifact is not None:
+            errors.append((("spec", "artifact"), "only for runtime systemd (use image or imageArchive)"))
+    needs_port = [
+        reason
+        for reason, present in (
+            ("routes", bool(body.routes)),
+            ("metrics", body.metrics is not None),
+            ("an http or tcp health check", body.health is not None and body.health.kind != "command"),
+        )
+        if present
+    ]
+    if body.port is None and needs_port:
+        errors.append((("spec",), f"'port' is required with {', '.join(needs_port)}"))
+    if body.volumes and body.placement.max_per_host > 1:
+        errors.append((("spec", "placement", "maxPerHost"), "must be 1 for a service with volumes (each instance owns its host's volume)"))
+    seen_volumes: set[str] = set()
+    for index, volume in enumerate(body.volumes):
+        if volume.name in seen_volumes:
+            errors.append((("spec", "volumes", index, "name"), f"duplicate volume name {volume.name!r}"))
+        seen_volumes.add(volume.name)
+    seen_routes: set[tuple[str, str]] = set()
+    for index, route in enumerate(body.routes):
+        if (route.host, route.path) in seen_routes:
+            errors.append((("spec", "routes", index), f"duplicate route {route.host}{route.path}"))
+        seen_routes.add((route.host, route.path))
+    for name in body.secrets:
+        if name in body.env:
+            errors.append((("spec", "secrets"), f"{name} is both in env and in secrets"))
+    if body.update.canary > body.replicas:
+        errors.append((("spec", "update", "canary"), f"canary {body.update.canary} is more than replicas {body.replicas}"))
+    errors.extend(_placeholder_errors(service))
+    return errors
+
+
+def _placeholder_errors(service: ServiceSpec) -> list[tuple[Location, str]]:
+    body = service.spec
+    known = set(BUILTIN_VARIABLES) | set(body.env) | set(body.secrets)
+    places: list[tuple[Location, str]] = []
+    for index, arg in enumerate(body.command or []):
+        places.append((("spec", "command", index), arg))
+    for key, value in body.env.items():
+        places.append((("spec", "env", key), value))
+    if body.health is not None:
+        for index, arg in enumerate(body.health.command or []):
+            places.append((("spec", "health", "command", index), arg))
+    errors: list[tuple[Location, str]] = []
+    for location, text in places:
+        for variable in PLACEHOLDER.findall(text):
+            if variable not in known:
+                errors.append((location, f"unknown placeholder ${{{variable}}} (known: {', '.join(sorted(known))})"))
+    return errors
