@@ -1,0 +1,1 @@
+"""``moorage lab``: real systemd machines (systemd-nspawn) on this host."""
