@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -34,13 +35,15 @@ PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 HOSTNAME = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ABSOLUTE_PATH = r"^/"
+URL_PATH = r"^/[^\s]*$"
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL")
 
 ServiceName = Annotated[str, StringConstraints(min_length=2, max_length=63, pattern=DNS_LABEL)]
 VolumeName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME)]
-AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/")]
-UrlPath = Annotated[str, StringConstraints(pattern=r"^/[^\s]*$")]
+AbsolutePath = Annotated[str, StringConstraints(pattern=ABSOLUTE_PATH)]
+UrlPath = Annotated[str, StringConstraints(pattern=URL_PATH)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -53,7 +56,11 @@ def _scalar_as_text(value: object) -> object:
     return value
 
 
-EnvValue = Annotated[str, BeforeValidator(_scalar_as_text)]
+EnvValue = Annotated[
+    str,
+    BeforeValidator(_scalar_as_text),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
+]
 
 
 class SpecModel(BaseModel):
@@ -68,11 +75,15 @@ class SpecModel(BaseModel):
 
 
 class Metadata(SpecModel):
+    """Who the service is."""
+
     name: ServiceName = Field(description="RFC 1123 label, 2-63 characters.")
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels, copied to every instance.")
 
 
 class Placement(SpecModel):
+    """Where instances run."""
+
     group: Annotated[str, StringConstraints(min_length=1)] = Field(
         default="app", description="Inventory group whose hosts run the instances."
     )
@@ -80,12 +91,16 @@ class Placement(SpecModel):
 
 
 class Health(SpecModel):
+    """The health check: exactly one of http, tcp or command."""
+
     http: UrlPath | None = Field(default=None, description="HTTP GET path that answers 2xx when healthy.")
     tcp: bool = Field(default=False, description="Healthy when the port accepts a connection.")
     command: list[str] | None = Field(default=None, min_length=1, description="Healthy when it exits 0.")
-    interval: Duration = Field(default=timedelta(seconds=10))
-    timeout: Duration = Field(default=timedelta(seconds=1))
-    deregister_after: Duration = Field(default=timedelta(minutes=5))
+    interval: Duration = Field(default=timedelta(seconds=10), description="How often to check, e.g. 2s.")
+    timeout: Duration = Field(default=timedelta(seconds=1), description="A check slower than this fails.")
+    deregister_after: Duration = Field(
+        default=timedelta(minutes=5), description="Remove an instance from Consul after failing this long."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Health:
@@ -106,30 +121,46 @@ class Health(SpecModel):
 
 
 class Route(SpecModel):
-    host: Annotated[str, StringConstraints(max_length=253, pattern=HOSTNAME)]
-    path: UrlPath = "/"
+    """Traffic for this host name and path prefix goes to the service's instances."""
+
+    host: Annotated[str, StringConstraints(max_length=253, pattern=HOSTNAME)] = Field(
+        description="Host name the ingress answers for, e.g. hello.example.test."
+    )
+    path: UrlPath = Field(default="/", description="Path prefix.")
 
 
 class Metrics(SpecModel):
-    path: UrlPath = "/metrics"
+    """Prometheus scrapes every instance."""
+
+    path: UrlPath = Field(default="/metrics", description="Path of the Prometheus text endpoint.")
 
 
 class Resources(SpecModel):
+    """Limits per instance."""
+
     memory: MemoryQuantity | None = Field(default=None, description="Memory limit, e.g. 256Mi.")
     cpu: CpuQuantity | None = Field(default=None, description="CPU limit, e.g. 500m (half a core).")
 
 
 class Volume(SpecModel):
-    name: VolumeName
-    path: AbsolutePath
+    """A named directory on the host; a service with volumes stays on its hosts."""
+
+    name: VolumeName = Field(description="Volume name (RFC 1123 label).")
+    path: AbsolutePath = Field(description="Where the instance sees it (absolute path).")
 
 
 class Update(SpecModel):
-    max_parallel: int = Field(default=1, ge=1)
-    min_healthy: Duration = Field(default=timedelta(seconds=10))
-    healthy_deadline: Duration = Field(default=timedelta(minutes=5))
-    auto_revert: bool = True
-    canary: int = Field(default=0, ge=0)
+    """Rolling update: health-gated, reverted automatically on failure."""
+
+    max_parallel: int = Field(default=1, ge=1, description="Instances replaced at the same time.")
+    min_healthy: Duration = Field(
+        default=timedelta(seconds=10), description="A new instance must stay healthy this long to count."
+    )
+    healthy_deadline: Duration = Field(
+        default=timedelta(minutes=5), description="Give up on an instance not healthy by then."
+    )
+    auto_revert: bool = Field(default=True, description="Roll back to the last good release on failure.")
+    canary: int = Field(default=0, ge=0, description="Instances of the new release to start before rolling on.")
 
     @model_validator(mode="after")
     def _deadline_covers_min_healthy(self) -> Update:
@@ -139,33 +170,43 @@ class Update(SpecModel):
 
 
 class Stop(SpecModel):
-    signal: Literal[SIGNALS] = "SIGTERM"  # type: ignore[valid-type]
-    grace_period: Duration = Field(default=timedelta(seconds=30))
+    """How an instance is stopped."""
+
+    signal: Literal[SIGNALS] = Field(default="SIGTERM", description="Signal sent first.")  # type: ignore[valid-type]
+    grace_period: Duration = Field(default=timedelta(seconds=30), description="Then SIGKILL after this long.")
 
 
 class ServiceBody(SpecModel):
-    runtime: Literal["systemd", "docker"] = "systemd"
+    """What runs, how many, and how it is reached, checked and updated."""
+
+    runtime: Literal["systemd", "docker"] = Field(default="systemd", description="systemd unit or Docker container.")
     artifact: str | None = Field(default=None, description="systemd: directory or tarball, relative to the spec file.")
-    command: list[str] | None = Field(default=None, min_length=1)
+    command: list[str] | None = Field(
+        default=None, min_length=1, description="Program and arguments; ${PORT} and env names are substituted."
+    )
     image: str | None = Field(default=None, description="docker: image reference.")
-    image_archive: str | None = Field(default=None, description="docker: image tarball for hosts without a registry.")
-    replicas: int = Field(default=1, ge=0)
+    image_archive: str | None = Field(
+        default=None, description="docker: image tarball for hosts without a registry, relative to the spec file."
+    )
+    replicas: int = Field(default=1, ge=0, description="Number of instances.")
     placement: Placement = Field(default_factory=Placement)
-    port: Port | None = None
-    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
-    secrets: list[EnvName] = Field(default_factory=list)
+    port: Port | None = Field(default=None, description="Port the service listens on (given to it as PORT).")
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Environment variables.")
+    secrets: list[EnvName] = Field(default_factory=list, description="Names of secrets; values come from Ansible Vault.")
     health: Health | None = None
-    routes: list[Route] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list, description="Ingress routes (NGINX / Ingress).")
     metrics: Metrics | None = None
     resources: Resources = Field(default_factory=Resources)
-    volumes: list[Volume] = Field(default_factory=list)
+    volumes: list[Volume] = Field(default_factory=list, description="Named host volumes.")
     update: Update = Field(default_factory=Update)
     stop: Stop = Field(default_factory=Stop)
 
 
 class ServiceSpec(SpecModel):
-    api_version: Literal["moorage/v1"] = Field(alias="apiVersion")
-    kind: Literal["Service"]
+    """A moorage service: one file, rendered to VMs (classic) or Kubernetes."""
+
+    api_version: Literal["moorage/v1"] = Field(alias="apiVersion", description="Always moorage/v1.")
+    kind: Literal["Service"] = Field(description="Always Service.")
     metadata: Metadata
     spec: ServiceBody
 

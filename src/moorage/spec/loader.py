@@ -1,0 +1,272 @@
+"""Read a spec file into a ``ServiceSpec``, or fail with every problem located in the file.
+
+Each problem is one line, ``FILE:LINE:COL: error: PATH: WHY`` (1-based, pointing at the
+offending value, at the key for an unknown key, and at the enclosing mapping for a missing
+field), so editors and CI logs can jump to it. Relative paths in the spec (``artifact``,
+``imageArchive``) are relative to the spec file: use ``artifact_path`` / ``image_archive_path``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import ComposerError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+
+from moorage.errors import BadInput
+from moorage.spec.model import Location, ServiceSpec, semantic_errors
+from moorage.spec.messages import explain, format_path
+
+SPEC_KEYS = "apiVersion, kind, metadata and spec"
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One problem in a spec file; sorts by position."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.file}:{self.line}:{self.column}: error: {where}{self.message}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "column": self.column, "path": self.path, "message": self.message}
+
+
+class SpecInvalid(BadInput):
+    """The spec file has problems; ``str()`` is one line per problem, in file order."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = sorted(set(diagnostics))
+        super().__init__("\n".join(str(diagnostic) for diagnostic in self.diagnostics))
+
+
+def load_spec(path: Path) -> ServiceSpec:
+    """Read and validate the spec at ``path``; raise ``SpecInvalid`` listing every problem."""
+    file = str(path)
+    if path.is_dir():
+        raise SpecInvalid([Diagnostic(file, 1, 1, "", "is a directory, expected a spec file")])
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecInvalid([Diagnostic(file, 1, 1, "", "no such file")]) from None
+    except OSError as error:
+        raise SpecInvalid([Diagnostic(file, 1, 1, "", f"cannot read: {error.strerror or error}")]) from None
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        before = content[: error.start]
+        line = before.count(b"\n") + 1
+        column = len(before.rsplit(b"\n", 1)[-1].decode("utf-8")) + 1
+        byte = content[error.start]
+        raise SpecInvalid(
+            [Diagnostic(file, line, column, "", f"not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8")]
+        ) from None
+    return load_spec_text(text, path)
+
+
+def load_spec_text(text: str, path: Path) -> ServiceSpec:
+    """Validate spec ``text`` as if read from ``path`` (relative paths in it resolve next to ``path``)."""
+    file = str(path)
+    document = _parse_yaml(text, file)
+    if document is None:
+        raise SpecInvalid([Diagnostic(file, 1, 1, "", f"empty file, expected a mapping with {SPEC_KEYS}")])
+    duplicates = list(_duplicate_keys(document.node, file))
+    data = document.data
+    if not isinstance(data, CommentedMap):
+        line, column = document.node.start_mark.line + 1, document.node.start_mark.column + 1
+        raise SpecInvalid(
+            [Diagnostic(file, line, column, "", f"expected a mapping with {SPEC_KEYS}, got {_kind_of(data)}")]
+        )
+    try:
+        service = ServiceSpec.model_validate(_plain(data))
+    except ValidationError as error:
+        raise SpecInvalid(duplicates + [_from_pydantic(detail, data, file) for detail in error.errors()]) from None
+    problems = semantic_errors(service) + _missing_files(service, path)
+    diagnostics = duplicates + [
+        Diagnostic(file, *_position(data, location), format_path(location), message) for location, message in problems
+    ]
+    if diagnostics:
+        raise SpecInvalid(diagnostics)
+    return service
+
+
+def artifact_path(service: ServiceSpec, spec_file: Path) -> Path | None:
+    """The absolute path of ``spec.artifact`` (relative to the spec file), or None."""
+    return _beside(spec_file, service.spec.artifact)
+
+
+def image_archive_path(service: ServiceSpec, spec_file: Path) -> Path | None:
+    """The absolute path of ``spec.imageArchive`` (relative to the spec file), or None."""
+    return _beside(spec_file, service.spec.image_archive)
+
+
+def _beside(spec_file: Path, relative: str | None) -> Path | None:
+    if relative is None:
+        return None
+    return (spec_file.absolute().parent / relative).resolve()
+
+
+def _missing_files(service: ServiceSpec, spec_file: Path) -> list[tuple[Location, str]]:
+    problems: list[tuple[Location, str]] = []
+    body = service.spec
+    if body.runtime == "systemd" and body.artifact is not None:
+        artifact = artifact_path(service, spec_file)
+        if artifact is not None and not artifact.exists():
+            problems.append((("spec", "artifact"), f"{body.artifact} not found (looked for {artifact})"))
+    if body.runtime == "docker" and body.image_archive is not None:
+        archive = image_archive_path(service, spec_file)
+        if archive is not None and not archive.is_file():
+            problems.append((("spec", "imageArchive"), f"{body.image_archive} is not a file (looked for {archive})"))
+    return problems
+
+
+@dataclass(frozen=True)
+class _Document:
+    node: Node  # the composed tree: every key and value with its position, duplicates included
+    data: Any  # ruamel's round-trip values: mappings and lists that know their positions (.lc)
+
+
+def _parse_yaml(text: str, file: str) -> _Document | None:
+    yaml = YAML(typ="rt")
+    # Duplicates are found (all of them, with their paths) on the composed tree; then the first value wins.
+    yaml.allow_duplicate_keys = True
+    try:
+        node = yaml.compose(text)
+        if node is None:
+            return None
+        return _Document(node, yaml.load(text))
+    except ReaderError as error:
+        line, column = _line_column(text, error.position)
+        raise SpecInvalid([Diagnostic(file, line, column, "", f"not valid YAML: {error.reason}")]) from None
+    except ComposerError as error:
+        if error.context == "expected a single document in the stream":
+            line, column = _mark_position(error)
+            message = "a second YAML document; a spec file holds exactly one"
+            raise SpecInvalid([Diagnostic(file, line, column, "", message)]) from None
+        raise SpecInvalid([_yaml_diagnostic(error, file)]) from None
+    except MarkedYAMLError as error:
+        raise SpecInvalid([_yaml_diagnostic(error, file)]) from None
+    except (YAMLError, ValueError, TypeError, OverflowError) as error:
+        # ruamel builds some tagged values (`!!int abc`) without a position for the failure.
+        raise SpecInvalid([Diagnostic(file, 1, 1, "", f"not valid YAML: {error}")]) from None
+
+
+def _yaml_diagnostic(error: MarkedYAMLError, file: str) -> Diagnostic:
+    line, column = _mark_position(error)
+    why = "; ".join(part for part in (error.context, error.problem) if part)
+    return Diagnostic(file, line, column, "", f"not valid YAML: {why or error}")
+
+
+def _mark_position(error: MarkedYAMLError) -> tuple[int, int]:
+    mark = error.problem_mark or error.context_mark
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    before = text[:offset]
+    return before.count("\n") + 1, len(before.rsplit("\n", 1)[-1]) + 1
+
+
+def _duplicate_keys(root: Node, file: str) -> Iterator[Diagnostic]:
+    """Every key defined twice in one mapping, at the second definition."""
+    seen_nodes: set[int] = set()  # aliases may repeat (or contain) a node: visit each once
+
+    def walk(node: Node, location: Location) -> Iterator[Diagnostic]:
+        if id(node) in seen_nodes:
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, MappingNode):
+            first_lines: dict[tuple[str, str], int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, ScalarNode):
+                    continue
+                identity = (str(key_node.tag), key_node.value)
+                key_location = (*location, key_node.value)
+                if identity in first_lines:
+                    mark = key_node.start_mark
+                    message = f"duplicate key '{key_node.value}' (first defined on line {first_lines[identity]})"
+                    yield Diagnostic(file, mark.line + 1, mark.column + 1, format_path(key_location), message)
+                else:
+                    first_lines[identity] = key_node.start_mark.line + 1
+                yield from walk(value_node, key_location)
+        elif isinstance(node, SequenceNode):
+            for index, item in enumerate(node.value):
+                yield from walk(item, (*location, index))
+
+    yield from walk(root, ())
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's values as plain Python (str, int, float, bool, None, dict, list) for the model."""
+    if isinstance(value, dict):
+        return {_plain_key(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, bool):
+        return bool(value)
+    for plain_type in (str, int, float):
+        if isinstance(value, plain_type):
+            return plain_type(value)
+    return value
+
+
+def _plain_key(key: Any) -> str | int:
+    if isinstance(key, bool) or not isinstance(key, (str, int)):
+        return str(key)
+    return _plain(key)
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
+
+
+def _position(document: CommentedMap, location: Location, *, at_key: bool = False) -> tuple[int, int]:
+    """1-based line and column of the node at ``location``: its value, or its key with ``at_key``.
+
+    Where the location leaves the file (a missing field, a key only merged in), the deepest
+    enclosing node that exists is used.
+    """
+    node: Any = document
+    line, column = document.lc.line, document.lc.col
+    for depth, segment in enumerate(location):
+        last = depth == len(location) - 1
+        try:
+            if isinstance(node, CommentedMap) and segment in node:
+                # An empty value (`metadata:`) has no node of its own: its key stands for it.
+                use_key = (last and at_key) or node[segment] is None
+                line, column = node.lc.key(segment) if use_key else node.lc.value(segment)
+            elif isinstance(node, CommentedSeq) and isinstance(segment, int) and 0 <= segment < len(node):
+                line, column = node.lc.item(segment)
+            else:
+                break
+        except KeyError:  # a key merged in with `<<` has no position of its own
+            break
+        node = node[segment]
+    return line + 1, column + 1
+
+
+def _from_pydantic(detail: ErrorDetails, document: CommentedMap, file: str) -> Diagnostic:
+    explanation = explain(detail)
+    line, column = _position(document, explanation.point_at, at_key=explanation.at_key)
+    return Diagnostic(file, line, column, format_path(explanation.path), explanation.message)
