@@ -1,0 +1,135 @@
+"""`moorage render`: what a spec becomes on a target, without touching anything.
+
+kubernetes: a multi-document YAML stream (``kubectl apply -f -``), or one file per object.
+classic: the placement plan and the deploy playbook's variables, as YAML.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.table import Table
+
+from moorage.errors import EXIT_BAD_INPUT
+from moorage.inventory import resolve_inventory
+from moorage.output import OutputFormat, console, emit_json, err_console, output_option
+from moorage.spec.loader import SpecInvalid, load_spec
+from moorage.spec.model import ServiceSpec
+from moorage.targets import classic, kubernetes
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """YAML 1.1 quoting (what kubectl and Ansible read), no anchors or aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def to_yaml(documents: list[Any]) -> str:
+    return yaml.dump_all(documents, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False, width=1000)
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--target", required=True, type=click.Choice(["kubernetes", "classic"]), help="What to render for.")
+@click.option(
+    "-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Write files into this directory (kubernetes: one per object) instead of printing.",
+)
+@click.option(
+    "-i", "--inventory", type=click.Path(path_type=Path),
+    help="classic: Ansible inventory to place instances on (default: the running lab's).",
+)
+@click.option(
+    "--version", "release_version",
+    help="kubernetes: the release version (image tag NAME:VERSION for runtime systemd; MOORAGE_VERSION).",
+)
+@output_option
+@click.pass_context
+def render(
+    context: click.Context,
+    file: Path,
+    target: str,
+    output_dir: Path | None,
+    inventory: Path | None,
+    release_version: str | None,
+    output_format: OutputFormat,
+) -> None:
+    """Render service spec FILE for a target: Kubernetes manifests or the classic plan."""
+    try:
+        service = load_spec(file)
+    except SpecInvalid as invalid:
+        if output_format == "json":
+            emit_json({"ok": False, "errors": [diagnostic.as_json() for diagnostic in invalid.diagnostics]})
+        else:
+            for diagnostic in invalid.diagnostics:
+                err_console.print(str(diagnostic), markup=False)
+        context.exit(EXIT_BAD_INPUT)
+    if target == "kubernetes":
+        if inventory is not None:
+            raise click.UsageError("-i/--inventory is for --target classic (Kubernetes places pods itself)")
+        _render_kubernetes(service, release_version, output_dir, output_format)
+    else:
+        if release_version is not None:
+            raise click.UsageError("--version is for --target kubernetes (the classic version comes with 'moorage deploy')")
+        _render_classic(service, file, resolve_inventory(inventory), output_dir, output_format)
+
+
+def _render_kubernetes(
+    service: ServiceSpec, release_version: str | None, output_dir: Path | None, output_format: OutputFormat
+) -> None:
+    manifests = kubernetes.render(service, release_version)
+    if output_dir is None:
+        if output_format == "json":
+            emit_json({"apiVersion": "v1", "kind": "List", "items": manifests})  # kubectl apply -f - takes it
+        else:
+            console.out(to_yaml(manifests), end="", highlight=False)
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for number, manifest in enumerate(manifests, start=1):
+        path = output_dir / f"{number:02d}-{manifest['kind'].lower()}-{manifest['metadata']['name']}.yaml"
+        path.write_text(to_yaml([manifest]))
+        written.append(str(path))
+    _report_files(written, output_format)
+
+
+def _render_classic(
+    service: ServiceSpec, spec_file: Path, inventory: Path, output_dir: Path | None, output_format: OutputFormat
+) -> None:
+    variables = classic.render(service, spec_file, inventory)
+    if output_format == "text":
+        err_console.print(_plan_table(variables["moorage_instances"], inventory))
+    if output_dir is None:
+        if output_format == "json":
+            emit_json(variables)
+        else:
+            console.out(to_yaml([variables]), end="", highlight=False)
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / f"{service.name}.yml"
+    path.write_text(to_yaml([variables]))
+    _report_files([str(path)], output_format)
+
+
+def _plan_table(instances: list[dict[str, Any]], inventory: Path) -> Table:
+    table = Table(title=f"placement ({inventory})", title_justify="left")
+    for column in ("instance", "host", "address", "port"):
+        table.add_column(column)
+    for instance in instances:
+        table.add_row(instance["id"], instance["host"], instance["address"], str(instance["port"] or "-"))
+    return table
+
+
+def _report_files(paths: list[str], output_format: OutputFormat) -> None:
+    if output_format == "json":
+        emit_json({"ok": True, "files": paths})
+    else:
+        for path in paths:
+            console.print(f"wrote {path}", markup=False)
+
+
+COMMANDS: list[click.Command] = [render]
