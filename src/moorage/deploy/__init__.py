@@ -1,0 +1,1 @@
+"""The deploy: releases and the lock in Consul, the rolling update, and the commands' work."""

@@ -1,0 +1,104 @@
+"""The deploy lock of a service: a Consul KV key acquired with a session that has a TTL.
+
+The holder renews the session while it works; a deploy that crashes stops renewing, the
+session expires (TTL, at most twice as long by Consul's rules) and the key goes with it
+(``behavior=delete``), so nobody has to clean up by hand. Whoever is refused sees who holds
+the lock, since when and for which version (exit 3).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+
+import consul
+
+from moorage.deploy.keys import lock_key
+from moorage.deploy.releases import who
+from moorage.errors import Locked
+
+SESSION_TTL = timedelta(seconds=15)  # Consul's minimum is 10 s
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    holder: str
+    since: str
+    version: str
+    action: str
+
+    def describe(self) -> str:
+        return f"{self.action} of version {self.version} by {self.holder} since {self.since}"
+
+
+class DeployLock:
+    """``with DeployLock(client, "hello", version="2", action="deploy", wait=timedelta(0)):``"""
+
+    def __init__(self, client: consul.Consul, service: str, version: str, action: str, wait: timedelta = timedelta(0)) -> None:
+        self.client = client
+        self.service = service
+        self.wait = wait
+        self.me = LockHolder(holder=who(), since=datetime.now(UTC).isoformat(timespec="seconds"), version=version, action=action)
+        self.session_id: str | None = None
+        self._stop_renewing = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def __enter__(self) -> DeployLock:
+        self.session_id = self.client.session.create(
+            name=f"moorage deploy lock {self.service}",
+            behavior="delete",
+            ttl=int(SESSION_TTL.total_seconds()),
+            lock_delay=0,
+            checks=[],  # only the TTL decides; a node-health tie would outlive a dead CLI
+        )
+        try:
+            self._acquire()
+        except BaseException:
+            self.client.session.destroy(self.session_id)
+            raise
+        self._renewer = threading.Thread(target=self._renew, name=f"lock-{self.service}", daemon=True)
+        self._renewer.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self._stop_renewing.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        if self.session_id is not None:
+            self.client.kv.put(lock_key(self.service), None, release=self.session_id)
+            self.client.session.destroy(self.session_id)
+
+    def _acquire(self) -> None:
+        key = lock_key(self.service)
+        deadline = time.monotonic() + self.wait.total_seconds()
+        while True:
+            if self.client.kv.put(key, json.dumps(self.me.__dict__), acquire=self.session_id):
+                return
+            index, entry = self.client.kv.get(key)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Locked(f"{self.service} is locked: {self._holder_text(entry)}")
+            if entry is not None and entry.get("Session"):
+                # Blocking query: returns when the key changes (released or expired) or after the wait.
+                self.client.kv.get(key, index=index, wait=f"{max(1, int(remaining))}s")
+
+    def _holder_text(self, entry: dict | None) -> str:
+        if entry is None or not entry.get("Value"):
+            return "held by an unknown holder"
+        return LockHolder(**json.loads(entry["Value"])).describe()
+
+    def _renew(self) -> None:
+        interval = SESSION_TTL.total_seconds() / 3
+        while not self._stop_renewing.wait(interval):
+            self.client.session.renew(self.session_id)
+
+
+def current_holder(client: consul.Consul, service: str) -> LockHolder | None:
+    _, entry = client.kv.get(lock_key(service))
+    if entry is None or not entry.get("Session") or not entry.get("Value"):
+        return None
+    return LockHolder(**json.loads(entry["Value"]))

@@ -1,0 +1,108 @@
+"""The deploy lock and the release records against a real Consul dev agent with ACLs on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import consul
+import pytest
+from consul_dev import ConsulDev, start_consul_dev
+
+from moorage.deploy.lock import DeployLock, current_holder
+from moorage.deploy.releases import KEEP, ReleaseStore
+from moorage.errors import BadInput, Locked
+
+
+@pytest.fixture(scope="module")
+def agent() -> Iterator[ConsulDev]:
+    with start_consul_dev(acl=True) as running:
+        yield running
+
+
+@pytest.fixture
+def client(agent: ConsulDev) -> consul.Consul:
+    return consul.Consul(host=agent.host, port=agent.port, token=agent.management_token)
+
+
+def test_second_deploy_is_refused_naming_holder_and_version(client: consul.Consul) -> None:
+    with DeployLock(client, "hello", version="2", action="deploy"):
+        with pytest.raises(Locked) as refused:
+            with DeployLock(client, "hello", version="3", action="deploy"):
+                pytest.fail("two holders at once")
+        assert refused.value.exit_code == 3
+        message = str(refused.value)
+        assert "version 2" in message and "@" in message and "deploy" in message
+    assert current_holder(client, "hello") is None
+
+
+def test_other_services_are_not_blocked(client: consul.Consul) -> None:
+    with DeployLock(client, "hello", version="1", action="deploy"), DeployLock(client, "web", version="1", action="deploy"):
+        assert current_holder(client, "web") is not None
+
+
+def test_lock_wait_gets_the_lock_once_the_holder_releases_it(client: consul.Consul) -> None:
+    first = DeployLock(client, "hello", version="1", action="deploy").__enter__()
+    threading.Timer(2.0, first.__exit__, args=(None, None, None)).start()
+    started = time.monotonic()
+    with DeployLock(client, "hello", version="2", action="deploy", wait=timedelta(seconds=30)):
+        assert current_holder(client, "hello").version == "2"
+    assert time.monotonic() - started >= 1.5
+
+
+def test_a_crashed_deploy_loses_its_lock_when_its_session_expires(agent: ConsulDev, client: consul.Consul) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import consul, sys, time\n"
+            "from moorage.deploy.lock import DeployLock\n"
+            f"client = consul.Consul(host={agent.host!r}, port={agent.port}, token={agent.management_token!r})\n"
+            "DeployLock(client, 'crashy', version='9', action='deploy').__enter__()\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    holder.kill()  # no cleanup runs: the session simply stops being renewed
+    holder.wait()
+    assert current_holder(client, "crashy").version == "9"
+    with DeployLock(client, "crashy", version="10", action="deploy", wait=timedelta(seconds=60)):
+        assert current_holder(client, "crashy").version == "10"
+
+
+def test_anonymous_cannot_take_the_lock(agent: ConsulDev) -> None:
+    anonymous = consul.Consul(host=agent.host, port=agent.port)
+    with pytest.raises(consul.ConsulException):
+        with DeployLock(anonymous, "hello", version="1", action="deploy"):
+            pytest.fail("anonymous got the lock")
+
+
+def test_releases_are_numbered_and_the_last_five_kept(client: consul.Consul) -> None:
+    store = ReleaseStore(client, "numbered")
+    made = [store.create(version=str(v), spec_hash=f"h{v}", variables={"moorage_service": {"v": v}}, status="deployed") for v in range(1, 8)]
+    assert [release.number for release in made] == list(range(1, 8))
+    kept = store.all()
+    assert [release.number for release in kept] == list(range(8 - KEEP, 8))
+    assert store.get(7).variables == {"moorage_service": {"v": 7}}
+    with pytest.raises(BadInput, match="no release 1 "):
+        store.get(1)
+
+
+def test_current_is_the_newest_deployed_and_survives_pruning(client: consul.Consul) -> None:
+    store = ReleaseStore(client, "flaky")
+    good = store.create(version="1", spec_hash="h1", variables={}, status="deployed")
+    for version in range(2, 9):
+        failed = store.create(version=str(version), spec_hash="hx", variables={}, status="deploying")
+        store.mark(failed, "reverted", note="health check never passed")
+    assert store.current().number == good.number
+    assert store.get(good.number).version == "1"
+    assert store.all()[-1].status == "reverted"
