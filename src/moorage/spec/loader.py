@@ -83,7 +83,7 @@ def load_spec_text(text: str, path: Path) -> ServiceSpec:
     """Validate spec ``text`` as if read from ``path`` (relative paths in it resolve next to ``path``)."""
     file = str(path)
     document = _parse_yaml(text, file)
-    if document is None:
+    if document is None or document.data is None:
         raise SpecInvalid([Diagnostic(file, 1, 1, "", f"empty file, expected a mapping with {SPEC_KEYS}")])
     duplicates = list(_duplicate_keys(document.node, file))
     data = document.data
