@@ -5,9 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project needs on the controller (this host):
 #   debootstrap, systemd-container: the lab's machines; iproute2, iptables: its bridge and NAT-free network;
-#   dpkg-dev: apt-ftparchive for the lab's local apt repository; openssh-client: Ansible's transport;
+#   apt-utils: apt-ftparchive indexes the lab's local apt repository; openssh-client: Ansible's transport;
 #   nginx-light: the ingress watcher's tests run the real nginx -t.
-APT_PACKAGES := debootstrap systemd-container iproute2 dpkg-dev openssh-client rsync ca-certificates \
+APT_PACKAGES := debootstrap systemd-container iproute2 dpkg-dev apt-utils openssh-client rsync ca-certificates \
 	nginx-light python3-venv
 APT_STAMP := /var/lib/moorage/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-12).stamp
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | md5sum | cut -c1-12)

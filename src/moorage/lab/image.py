@@ -1,0 +1,64 @@
+"""The base image every lab machine boots from: Debian bookworm by debootstrap, built once, cached.
+
+Machines never write to it: each runs on an overlay whose upper directory is the machine's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from moorage.lab.cache import ensure_built
+from moorage.lab.host import debian_mirror, run
+
+SUITE = "bookworm"
+# Bump when the recipe below changes, so an old image is never reused for a new recipe.
+RECIPE_VERSION = 1
+PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-apt",
+    "iproute2", "iputils-ping", "procps", "curl", "ca-certificates", "less",
+)  # fmt: skip
+# Where machines see the lab's apt repository (bind-mounted read-only), and the only apt source they have.
+APT_REPO_MOUNT = "/srv/moorage-apt"
+SSHD_CONFIG = """\
+# moorage lab: root logs in with the lab's key only; each machine has its own ed25519 host key.
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+HostKey /etc/ssh/ssh_host_ed25519_key
+UseDNS no
+"""
+
+
+def image_inputs() -> dict[str, object]:
+    return {"suite": SUITE, "packages": sorted(PACKAGES), "mirror": debian_mirror(), "recipe": RECIPE_VERSION}
+
+
+def ensure_base_image() -> Path:
+    """The root directory of the cached base image, built by debootstrap (about a minute) if missing."""
+    inputs = image_inputs()
+    return ensure_built("images", inputs, lambda root: _build(root, str(inputs["mirror"])))
+
+
+def _build(root: Path, mirror: str) -> None:
+    run(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, root, mirror],
+        what=f"debootstrap {SUITE} from {mirror}",
+    )
+    _configure(root)
+
+
+def _configure(root: Path) -> None:
+    """Make the image a good container guest: networkd on, apt from the lab repo only, key-only sshd."""
+    run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service"], what="enabling systemd-networkd in the image")
+    # Nothing should wait for a network that is configured statically and never goes "online" upstream.
+    run(["systemctl", f"--root={root}", "mask", "systemd-networkd-wait-online.service"], what="masking wait-online")
+    for host_key in (root / "etc/ssh").glob("ssh_host_*"):
+        host_key.unlink()  # every machine gets its own, written when it is created
+    (root / "etc/ssh/sshd_config.d/moorage-lab.conf").write_text(SSHD_CONFIG)
+    (root / "etc/machine-id").write_text("")  # every machine gets its own
+    (root / "etc/resolv.conf").unlink(missing_ok=True)  # the build host's resolver means nothing inside the lab
+    (root / "etc/apt/sources.list").write_text("# moorage lab: packages come from the lab repository only (sources.list.d)\n")
+    (root / "etc/apt/sources.list.d/moorage-lab.list").write_text(f"deb [trusted=yes] file:{APT_REPO_MOUNT} ./\n")
+    (root / "etc/apt/apt.conf.d/90moorage-lab").write_text('Acquire::Languages "none";\n')
+    for leftover in [*(root / "var/cache/apt/archives").glob("*.deb"), *(root / "var/lib/apt/lists").glob("*_*")]:
+        leftover.unlink()

@@ -1,0 +1,329 @@
+"""``lab up`` / ``down`` / ``status``: the lab as a whole, idempotent and safe to re-run after a crash.
+
+State on disk (``lab_dir()``): ``state.json`` (bridge, subnet, host count), the SSH key, the
+inventory, and one directory per machine. ``up`` compares what should run with what runs and only
+(re)starts machines whose configuration changed; ``down`` removes every trace of the lab.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from moorage.errors import BadInput, Locked, MoorageError
+from moorage.lab import machines as machine_ops
+from moorage.lab.aptrepo import ensure_apt_repo
+from moorage.lab.host import preflight, run
+from moorage.lab.image import ensure_base_image
+from moorage.lab.inventory import groups_for, render
+from moorage.lab.machines import Machine
+from moorage.lab.network import MAX_HOSTS, LabNetwork, bridge_name, choose_network, ensure_bridge, remove_bridge
+from moorage.lab.paths import inventory_path, lab_dir, lab_name
+from moorage.lab.progress import Progress, QuietProgress
+from moorage.lab.ssh import ensure_key, key_path, run_remote
+from moorage.paths import ansible_root
+
+BOOT_TIMEOUT_SECONDS = 180
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    hostname: str
+    machine: str
+    address: str
+    groups: list[str]
+    running: bool
+    pid: int | None
+    system: str  # `systemctl is-system-running` inside, or "stopped" / "unreachable"
+    action: str = ""  # what `up` did: started, restarted, already running
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    name: str
+    bridge: str
+    subnet: str
+    inventory: str
+    ssh_key: str
+    machines: list[MachineStatus]
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def up(host_count: int, progress: Progress | None = None) -> LabStatus:
+    """Bring the lab to ``host_count`` running machines; a machine that already runs as wanted is left alone."""
+    progress = progress or QuietProgress()
+    if not 1 <= host_count <= MAX_HOSTS:
+        raise BadInput(f"--hosts must be between 1 and {MAX_HOSTS}, not {host_count}")
+    preflight()
+    name = lab_name()
+    with _lab_lock(name):
+        with progress.step("base image (debootstrap bookworm; first time only)"):
+            base_image = ensure_base_image()
+        with progress.step("local apt repository (first time only)"):
+            apt_repo = ensure_apt_repo()
+        network = _load_or_choose_network(name)
+        with progress.step(f"bridge {network.bridge} ({network.subnet})"):
+            ensure_bridge(network)
+        key = ensure_key(name)
+        wanted = _plan(name, network, host_count)
+        _remove_machines([machine for machine in _existing_machines(name) if machine.index > host_count])
+        with progress.step(f"{host_count} machine(s) booted"):
+            actions = {
+                machine.hostname: _converge_machine(machine, wanted, base_image, apt_repo, network, key)
+                for machine in wanted
+            }
+            system_states = _wait_until_ready(wanted, key)
+        inventory = _write_inventory(name, wanted, key)
+        for hostname, state in system_states.items():
+            if state != "running":
+                progress.note(f"{hostname}: system is {state}")
+    return LabStatus(
+        name=name, bridge=network.bridge, subnet=network.subnet, inventory=str(inventory), ssh_key=str(key),
+        machines=[
+            _machine_status(machine, system_states[machine.hostname], actions[machine.hostname]) for machine in wanted
+        ],
+    )  # fmt: skip
+
+
+def down(progress: Progress | None = None) -> list[str]:
+    """Stop every machine and remove the bridge, the lab's state and its inventory; return what was removed."""
+    progress = progress or QuietProgress()
+    preflight()
+    name = lab_name()
+    removed: list[str] = []
+    with _lab_lock(name):
+        existing = _existing_machines(name)
+        with progress.step(f"{len(existing)} machine(s) stopped"):
+            _remove_machines(existing)
+        removed += [machine.hostname for machine in existing]
+        network = _saved_network(name)
+        bridge = network.bridge if network else bridge_name(name)
+        remove_bridge(bridge)
+        removed.append(bridge)
+        _unlink_checkout_inventory(name)
+        _unmount_under(lab_dir(name))
+        shutil.rmtree(lab_dir(name), ignore_errors=True)
+    return removed
+
+
+def status() -> LabStatus | None:
+    """What runs now (``None`` if the lab was never brought up)."""
+    name = lab_name()
+    network = _saved_network(name)
+    if network is None:
+        return None
+    existing = _existing_machines(name)
+    with ThreadPoolExecutor(max_workers=max(1, len(existing))) as pool:
+        states = list(pool.map(lambda machine: _probe(machine, key_path(name)), existing))
+    return LabStatus(
+        name=name, bridge=network.bridge, subnet=network.subnet, inventory=str(inventory_path(name)),
+        ssh_key=str(key_path(name)),
+        machines=[_machine_status(machine, state) for machine, state in zip(existing, states, strict=True)],
+    )  # fmt: skip
+
+
+def machine_address(hostname: str) -> str:
+    """The address of a running lab machine, by hostname (``lab-1``) or nspawn machine name."""
+    name = lab_name()
+    existing = _existing_machines(name)
+    for machine in existing:
+        if hostname in (machine.hostname, machine.machine_name):
+            return machine.address
+    known = ", ".join(machine.hostname for machine in existing) or "none: run `moorage lab up`"
+    raise BadInput(f"lab {name!r} has no host {hostname!r} (hosts: {known})")
+
+
+# --- state -----------------------------------------------------------------------------------------
+
+
+def _state_file(name: str) -> Path:
+    return lab_dir(name) / "state.json"
+
+
+def _saved_network(name: str) -> LabNetwork | None:
+    try:
+        saved = json.loads(_state_file(name).read_text())
+    except (OSError, ValueError):
+        return None
+    return LabNetwork(bridge=saved["bridge"], subnet=saved["subnet"])
+
+
+def _load_or_choose_network(name: str) -> LabNetwork:
+    """The lab keeps its network for life; a new lab picks one now and records it before using it."""
+    network = _saved_network(name) or choose_network(name)
+    _state_file(name).write_text(json.dumps(asdict(network), indent=2) + "\n")
+    return network
+
+
+@contextmanager
+def _lab_lock(name: str) -> Iterator[None]:
+    lab_dir(name).mkdir(parents=True, exist_ok=True)
+    with (lab_dir(name) / ".lock").open("w") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Locked(f"lab {name!r} is busy: another `moorage lab` command is working on it") from None
+        yield
+
+
+def _plan(name: str, network: LabNetwork, host_count: int) -> list[Machine]:
+    return [_machine(name, network, index, host_count) for index in range(1, host_count + 1)]
+
+
+def _machine(name: str, network: LabNetwork, index: int, host_count: int) -> Machine:
+    return Machine(
+        lab_name=name,
+        index=index,
+        address=network.machine_address(index),
+        groups=groups_for(index, host_count),
+        directory=lab_dir(name) / "machines" / f"lab-{index}",
+    )
+
+
+def _existing_machines(name: str) -> list[Machine]:
+    """Machines with a directory in the lab's state (running or not), in index order."""
+    network = _saved_network(name) or LabNetwork(bridge=bridge_name(name), subnet="0.0.0.0/24")
+    indexes = sorted(
+        int(match.group(1))
+        for entry in (lab_dir(name) / "machines").glob("lab-*")
+        if (match := re.fullmatch(r"lab-(\d+)", entry.name))
+    )
+    host_count = max(indexes, default=0)
+    return [_machine(name, network, index, host_count) for index in indexes]
+
+
+# --- machines --------------------------------------------------------------------------------------
+
+
+def _converge_machine(
+    machine: Machine, wanted: list[Machine], base_image: Path, apt_repo: Path, network: LabNetwork, key: Path
+) -> str:
+    """Start the machine unless it already runs with exactly this configuration; say what was done."""
+    argv, environment = machine_ops.nspawn_command(
+        machine, base_image=base_image, apt_repo=apt_repo, bridge=network.bridge
+    )
+    files = machine_ops.machine_files(machine, all_machines=wanted, public_key=key.with_suffix(".pub").read_text())
+    fingerprint = machine_ops.fingerprint(argv, environment, files)
+    running = machine_ops.nspawn_pid(machine) is not None
+    if running and _read(machine.fingerprint_file) == fingerprint:
+        return "already running"
+    if running:
+        machine_ops.stop([machine])
+    image_marker = machine.directory / "image"
+    if _read(image_marker) != str(base_image):
+        shutil.rmtree(machine.upper, ignore_errors=True)  # an overlay is only valid on the image it was made on
+    machine.directory.mkdir(parents=True, exist_ok=True)
+    _unmount_under(machine.directory)  # a crashed run may have left the overlay mounted on the host
+    image_marker.write_text(str(base_image))
+    machine_ops.prepare(machine, files)
+    machine_ops.start(machine, argv, environment)
+    machine.fingerprint_file.write_text(fingerprint)
+    return "restarted" if running else "started"
+
+
+def _remove_machines(machines: list[Machine]) -> None:
+    """Machines and their disks go: no point in a clean shutdown."""
+    machine_ops.stop(machines, graceful=False)
+    for machine in machines:
+        shutil.rmtree(machine.directory, ignore_errors=True)
+
+
+def _wait_until_ready(machines: list[Machine], key: Path) -> dict[str, str]:
+    """Wait until every machine answers SSH and systemd finished booting; return each one's system state."""
+    with ThreadPoolExecutor(max_workers=len(machines)) as pool:
+        states = list(pool.map(lambda machine: _wait_one(machine, key), machines))
+    return {machine.hostname: state for machine, state in zip(machines, states, strict=True)}
+
+
+def _wait_one(machine: Machine, key: Path) -> str:
+    deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if machine_ops.nspawn_pid(machine) is None:
+            raise MoorageError(
+                f"{machine.hostname} ({machine.machine_name}) stopped while booting: {_last_line(machine.console_log)}"
+                f" (console log: {machine.console_log})"
+            )
+        try:
+            result = run_remote(key, machine.address, "systemctl is-system-running --wait", timeout=60)
+        except subprocess.TimeoutExpired:
+            continue
+        if result.returncode != 255:  # 255: ssh itself failed (sshd not up yet)
+            return result.stdout.strip() or "unknown"
+        time.sleep(0.2)
+    raise MoorageError(f"{machine.hostname} did not answer SSH within {BOOT_TIMEOUT_SECONDS}s (console log: {machine.console_log})")
+
+
+def _probe(machine: Machine, key: Path) -> str:
+    if machine_ops.nspawn_pid(machine) is None:
+        return "stopped"
+    try:
+        result = run_remote(key, machine.address, "systemctl is-system-running", timeout=10)
+    except subprocess.TimeoutExpired:
+        return "unreachable"
+    return "unreachable" if result.returncode == 255 else result.stdout.strip()
+
+
+def _machine_status(machine: Machine, system: str, action: str = "") -> MachineStatus:
+    pid = machine_ops.nspawn_pid(machine)
+    return MachineStatus(
+        hostname=machine.hostname, machine=machine.machine_name, address=machine.address,
+        groups=list(machine.groups), running=pid is not None, pid=pid, system=system, action=action,
+    )  # fmt: skip
+
+
+# --- inventory and leftovers ------------------------------------------------------------------------
+
+
+def _checkout_inventory() -> Path | None:
+    """``inventory/lab/hosts.yml`` in a source checkout (``None`` for an installed moorage)."""
+    root = ansible_root()
+    return root / "inventory" / "lab" / "hosts.yml" if (root / ".git").exists() else None
+
+
+def _write_inventory(name: str, machines: list[Machine], key: Path) -> Path:
+    """The lab's hosts.yml, and in a checkout a link to it at inventory/lab/hosts.yml (the last lab up wins)."""
+    inventory = inventory_path(name)
+    inventory.write_text(render(name, [(m.hostname, m.address, m.groups) for m in machines], key))
+    link = _checkout_inventory()
+    if link is not None:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(inventory)
+    return inventory
+
+
+def _unlink_checkout_inventory(name: str) -> None:
+    link = _checkout_inventory()
+    if link is not None and link.is_symlink() and Path(link.readlink()) == inventory_path(name):
+        link.unlink()
+
+
+def _unmount_under(directory: Path) -> None:
+    """Unmount anything a crashed run left mounted inside the lab's directory (deepest first)."""
+    prefix = str(directory) + "/"
+    mount_points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount_point in sorted((m for m in mount_points if m.startswith(prefix)), key=len, reverse=True):
+        run(["umount", "--lazy", mount_point], what=f"unmounting {mount_point}")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _last_line(path: Path) -> str:
+    lines = [line for line in (_read(path) or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "no console output"

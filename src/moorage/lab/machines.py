@@ -1,0 +1,250 @@
+"""One lab machine: its files on the overlay, its systemd-nspawn process, starting and stopping it.
+
+A machine is ``systemd-nspawn --boot`` on an overlay of the base image, run in its own session so it
+outlives the ``moorage`` command that started it. Its directory (``LAB/machines/HOSTNAME``) holds the
+overlay's upper directory, the nspawn PID, the console log and a fingerprint of the configuration it
+was started with (a machine whose fingerprint still matches is left running).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from moorage.errors import MoorageError
+from moorage.lab.host import run
+from moorage.lab.image import APT_REPO_MOUNT
+
+# Set in every machine's PID 1, so a machine whose nspawn died can still be found and ended.
+MACHINE_ENV = "MOORAGE_MACHINE"
+STOP_TIMEOUT_SECONDS = 20.0
+NSPAWN_PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
+
+
+@dataclass(frozen=True)
+class Machine:
+    lab_name: str
+    index: int  # 1-based
+    address: str
+    groups: tuple[str, ...]
+    directory: Path
+
+    @property
+    def hostname(self) -> str:
+        return f"lab-{self.index}"
+
+    @property
+    def machine_name(self) -> str:
+        """The nspawn machine name: unique across labs on this host."""
+        return f"{self.lab_name}-{self.index}"
+
+    @property
+    def runs_docker(self) -> bool:
+        return "docker_hosts" in self.groups
+
+    @property
+    def upper(self) -> Path:
+        return self.directory / "upper"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "pid"
+
+    @property
+    def console_log(self) -> Path:
+        return self.directory / "console.log"
+
+    @property
+    def fingerprint_file(self) -> Path:
+        return self.directory / "config.sha"
+
+
+def nspawn_command(machine: Machine, *, base_image: Path, apt_repo: Path, bridge: str) -> tuple[list[str], dict[str, str]]:
+    """The systemd-nspawn argv and extra environment that boot ``machine``."""
+    argv = [
+        "systemd-nspawn", "--quiet", "--boot",
+        "--register=no", "--keep-unit",  # no systemd on this host to register with or to give us a scope
+        f"--machine={machine.machine_name}", f"--hostname={machine.hostname}",
+        f"--directory={base_image}", f"--overlay={base_image}:{machine.upper}:/",
+        f"--network-bridge={bridge}", "--resolv-conf=off", "--link-journal=no", "--timezone=off",
+        "--console=read-only", f"--setenv={MACHINE_ENV}={machine.machine_name}",
+        f"--bind-ro={apt_repo}:{APT_REPO_MOUNT}",
+    ]  # fmt: skip
+    environment: dict[str, str] = {}
+    if machine.runs_docker:
+        # dockerd needs a writable cgroup hierarchy (cgroup v2 here), keyrings and bpf, and all capabilities;
+        # /var/lib/docker on the host's own filesystem, since overlay2 cannot stack on the machine's overlay.
+        environment["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
+        argv += [
+            "--capability=all",
+            "--system-call-filter=add_key keyctl request_key bpf",
+            f"--bind={machine.directory / 'docker'}:/var/lib/docker",
+        ]
+    return argv, environment
+
+
+def machine_files(machine: Machine, *, all_machines: list[Machine], public_key: str) -> dict[str, str]:
+    """Files (path inside the machine -> content) that make the base image into this machine."""
+    hosts = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n" + "".join(
+        f"{other.address} {other.hostname}\n" for other in all_machines
+    )
+    network = (
+        f"[Match]\nName=host0\n\n[Network]\nAddress={machine.address}/24\n"
+        "LinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+    )
+    return {
+        "etc/hostname": machine.hostname + "\n",
+        "etc/hosts": hosts,
+        "etc/systemd/network/10-host0.network": network,
+        "root/.ssh/authorized_keys": public_key,
+    }
+
+
+def fingerprint(argv: list[str], environment: dict[str, str], files: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps([argv, environment, files], sort_keys=True).encode()).hexdigest()
+
+
+def prepare(machine: Machine, files: dict[str, str]) -> None:
+    """Write the machine's files into its upper directory (only while it is stopped)."""
+    machine.upper.mkdir(parents=True, exist_ok=True)
+    for relative, content in files.items():
+        target = machine.upper / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+    (machine.upper / "root").chmod(0o700)
+    (machine.upper / "root/.ssh").chmod(0o700)
+    (machine.upper / "root/.ssh/authorized_keys").chmod(0o600)
+    machine_id = machine.upper / "etc/machine-id"
+    if not machine_id.exists():
+        machine_id.write_text(uuid.uuid4().hex + "\n")
+    host_key = machine.upper / "etc/ssh/ssh_host_ed25519_key"
+    if not host_key.exists():
+        host_key.parent.mkdir(parents=True, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", machine.hostname, "-f", host_key], what="ssh-keygen")
+    if machine.runs_docker:
+        (machine.directory / "docker").mkdir(exist_ok=True)
+
+
+def start(machine: Machine, argv: list[str], environment: dict[str, str]) -> int:
+    """Boot the machine in the background (its own session: it outlives this process); return nspawn's PID."""
+    with machine.console_log.open("ab") as console:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **environment},
+            start_new_session=True,
+        )
+    machine.pid_file.write_text(f"{process.pid}\n")
+    return process.pid
+
+
+def nspawn_pid(machine: Machine) -> int | None:
+    """The PID of the machine's running systemd-nspawn (from the PID file, else found by its arguments)."""
+    recorded = _read_pid(machine.pid_file)
+    if recorded is not None and _is_nspawn_of(recorded, machine.machine_name):
+        return recorded
+    found = [pid for pid in _all_pids() if _is_nspawn_of(pid, machine.machine_name)]
+    return found[0] if found else None
+
+
+def stop(machines: list[Machine], *, graceful: bool = True) -> None:
+    """Stop the machines and wait until nspawn has cleaned up after each; kill whatever is left.
+
+    Graceful: nspawn turns SIGTERM into a poweroff. Otherwise (for machines thrown away with their
+    disks) the machine's PID 1 is killed, and nspawn, seeing it gone, tears down its side as usual.
+    """
+    pids = [pid for pid in map(nspawn_pid, machines) if pid is not None]
+    for machine in machines:
+        if graceful:
+            pid = nspawn_pid(machine)
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+        else:
+            for pid in _processes_of(machine.machine_name, include_nspawn=False):
+                _kill(pid)
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    for machine in machines:
+        leftovers = _processes_of(machine.machine_name, include_nspawn=True)
+        for pid in leftovers:
+            _kill(pid)
+        _wait_gone(leftovers, machine)
+        machine.pid_file.unlink(missing_ok=True)
+        # nspawn removes this itself unless it was killed
+        shutil.rmtree(NSPAWN_PROPAGATE_DIR / machine.machine_name, ignore_errors=True)
+
+
+def _processes_of(machine_name: str, *, include_nspawn: bool) -> list[int]:
+    """The machine's processes: those carrying its PID 1's marker, and optionally its nspawn."""
+    marker = f"{MACHINE_ENV}={machine_name}".encode()
+    found = []
+    for pid in _all_pids():
+        if _is_nspawn_of(pid, machine_name):
+            if include_nspawn:
+                found.append(pid)
+            continue
+        try:
+            if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def _wait_gone(pids: list[int], machine: Machine) -> None:
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            raise MoorageError(f"machine {machine.machine_name} did not stop (PIDs {pids})")
+        time.sleep(0.1)
+
+
+def _all_pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _is_nspawn_of(pid: int, machine_name: str) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return bool(argv) and argv[0].endswith(b"systemd-nspawn") and f"--machine={machine_name}".encode() in argv
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (a zombie child of ours is reaped here)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
