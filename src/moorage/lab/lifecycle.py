@@ -218,8 +218,8 @@ def _converge_machine(
     running = machine_ops.nspawn_pid(machine) is not None
     if running and _read(machine.fingerprint_file) == fingerprint:
         return "already running"
-    if running:
-        machine_ops.stop([machine])
+    # Also ends what a crashed run left: a machine whose nspawn died but whose PID 1 lives on.
+    machine_ops.stop([machine], graceful=running)
     image_marker = machine.directory / "image"
     if _read(image_marker) != str(base_image):
         shutil.rmtree(machine.upper, ignore_errors=True)  # an overlay is only valid on the image it was made on

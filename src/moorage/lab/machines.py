@@ -181,8 +181,12 @@ def stop(machines: list[Machine], *, graceful: bool = True) -> None:
             _kill(pid)
         _wait_gone(leftovers, machine)
         machine.pid_file.unlink(missing_ok=True)
-        # nspawn removes this itself unless it was killed
+        # nspawn removes these itself, unless it was killed: then the kernel may still be tearing the
+        # machine's network namespace down, and its host-side veth would block the next start.
         shutil.rmtree(NSPAWN_PROPAGATE_DIR / machine.machine_name, ignore_errors=True)
+        veth = f"vb-{machine.machine_name}"  # nspawn's name for it (an altname when shortened)
+        if subprocess.run(["ip", "link", "show", "dev", veth], capture_output=True, check=False).returncode == 0:
+            subprocess.run(["ip", "link", "delete", "dev", veth], capture_output=True, check=False)
 
 
 def _processes_of(machine_name: str, *, include_nspawn: bool) -> list[int]:

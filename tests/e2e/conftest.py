@@ -1,0 +1,92 @@
+"""The shared end-to-end lab: four real systemd-nspawn machines, booted once per test session.
+
+Use it by naming the ``lab`` fixture::
+
+    @pytest.mark.e2e
+    def test_something(lab):
+        lab.inventory                      # Path of the Ansible inventory (hosts.yml)
+        lab.hosts                          # [LabHost(name="lab-1", address="10.213.x.11", groups=(...)), ...]
+        lab.group("docker_hosts")          # the hosts in one inventory group
+        lab.run("lab-2", "systemctl is-active ssh")   # over SSH; raises unless exit 0 (check=False to inspect)
+
+The lab is named ``moorage-test`` and has 4 hosts (layout in docs/lab.md). The fixture sets
+``MOORAGE_LAB=moorage-test`` for the session, so ``moorage`` commands run without ``-i`` use it.
+An already running ``moorage-test`` lab is reused (``lab up`` is idempotent); it is torn down at
+the end of the session unless ``MOORAGE_KEEP_LAB=1``. Without root, systemd-nspawn or debootstrap
+the fixture fails with the reason: an end-to-end test never silently skips.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from moorage import lab as lab_api
+from moorage.errors import MoorageError
+from moorage.lab.progress import TextProgress
+from moorage.lab.ssh import run_remote
+
+SESSION_LAB_NAME = "moorage-test"
+SESSION_LAB_HOSTS = 4
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str  # inventory hostname, also the machine's hostname: lab-1, lab-2, ...
+    address: str
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    inventory: Path
+    ssh_key: Path
+    hosts: list[LabHost]
+
+    def host(self, name: str) -> LabHost:
+        return next(host for host in self.hosts if host.name == name)
+
+    def group(self, group: str) -> list[LabHost]:
+        return [host for host in self.hosts if group in host.groups]
+
+    def run(self, host: str, command: str, *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run a shell command on ``host`` as root over SSH; with ``check`` a non-zero exit fails the test."""
+        result = run_remote(self.ssh_key, self.host(host).address, command, timeout=timeout)
+        if check and result.returncode != 0:
+            pytest.fail(f"{host}: `{command}` exited {result.returncode}: {result.stderr.strip() or result.stdout.strip()}")
+        return result
+
+
+def bring_up(host_count: int) -> Lab:
+    """``lab up`` for the lab named by MOORAGE_LAB, through the real code; a setup problem fails the test."""
+    try:
+        status = lab_api.up(host_count, TextProgress())
+    except MoorageError as error:
+        pytest.fail(f"the lab could not come up: {error}")
+    return Lab(
+        name=status.name,
+        inventory=Path(status.inventory),
+        ssh_key=Path(status.ssh_key),
+        hosts=[LabHost(m.hostname, m.address, tuple(m.groups)) for m in status.machines],
+    )
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    previous = os.environ.get("MOORAGE_LAB")
+    os.environ["MOORAGE_LAB"] = SESSION_LAB_NAME
+    try:
+        yield bring_up(SESSION_LAB_HOSTS)
+        if os.environ.get("MOORAGE_KEEP_LAB") != "1":
+            lab_api.down()
+    finally:
+        if previous is None:
+            os.environ.pop("MOORAGE_LAB", None)
+        else:
+            os.environ["MOORAGE_LAB"] = previous
