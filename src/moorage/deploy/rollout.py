@@ -1,0 +1,142 @@
+"""The rolling update: Python drives the batches, Ansible does each batch's work on the hosts.
+
+Why Python drives (docs/deploy.md): ``update.maxParallel`` counts instances, not hosts, and
+several instances may share a host, which Ansible's ``serial`` cannot express. Each phase is
+one run of ``playbooks/deploy.yml`` limited to the hosts it touches:
+
+1. preflight (all hosts, reads only): a failure is bad input (exit 2), nothing changed;
+2. prepare (all hosts): ship the release's files next to the running ones;
+3. one switch run per batch: maintenance on -> wait until no lb routes to it -> graceful stop
+   -> start the release -> its own check passes for minHealthy within healthyDeadline ->
+   maintenance off. A failed batch stops the rollout; with autoRevert every instance touched
+   (the failed batch included) is switched back to the previous release the same way;
+4. remove (instances no longer in the plan, e.g. after scaling down).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moorage.deploy.releases import Release
+from moorage.errors import BadInput, MoorageError
+from moorage.runner import PlaybookResult, Reporter, run_playbook
+
+PLAYBOOK = "deploy.yml"
+Instance = dict[str, Any]  # as in moorage_instances: id, index, host, address, port
+
+
+@dataclass
+class RolloutReport:
+    service: str
+    release: int
+    version: str
+    switched: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    reverted: list[str] = field(default_factory=list)
+    failure: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class PlaybookContext:
+    """What every run of the deploy playbook needs besides the release."""
+
+    inventory: Path
+    consul_vault_file: Path | None
+    secrets_file: Path | None
+    reporter: Reporter | None
+    say: Callable[[str], None]  # a line of progress for people (or a JSON event)
+
+
+def batches(instances: Sequence[Instance], size: int) -> list[list[Instance]]:
+    return [list(instances[start : start + size]) for start in range(0, len(instances), size)]
+
+
+def run_phase(context: PlaybookContext, release: Release, phase: str, batch: Sequence[Instance] = (), instances: Sequence[Instance] | None = None) -> PlaybookResult:
+    service = release.variables["moorage_service"]
+    extravars: dict[str, Any] = {
+        "moorage_service": service,
+        "moorage_instances": list(instances if instances is not None else release.variables["moorage_instances"]),
+        "moorage_group": service["group"],
+        "moorage_phase": phase,
+        "moorage_batch": [instance["id"] for instance in batch],
+        "moorage_release": release.number,
+        "moorage_version": release.version,
+        "moorage_files_release": release.variables.get("files_release", release.number),
+    }
+    if context.consul_vault_file is not None:
+        extravars["moorage_consul_vault_file"] = str(context.consul_vault_file)
+    if context.secrets_file is not None:
+        extravars["moorage_secrets_file"] = str(context.secrets_file.resolve())
+    limit = ",".join(sorted({instance["host"] for instance in batch})) if batch else None
+    return run_playbook(PLAYBOOK, context.inventory, extravars, limit=limit, reporter=context.reporter)
+
+
+def failure_text(result: PlaybookResult) -> str:
+    if result.failures:
+        return "; ".join(f"{failure.host}: {failure.message}" for failure in result.failures)
+    return " ".join(result.output_tail[-3:]) or f"ansible-playbook exited {result.rc}"
+
+
+def preflight(context: PlaybookContext, release: Release) -> None:
+    context.say(f"preflight on group {release.variables['moorage_service']['group']}")
+    result = run_phase(context, release, "preflight")
+    if not result.succeeded:
+        first = result.failures[0] if result.failures else None
+        if first is not None and first.unreachable:
+            raise BadInput(f"host {first.host} is unreachable: {first.message}")
+        raise BadInput(first.message if first is not None else failure_text(result))
+
+
+def roll(context: PlaybookContext, new: Release, previous: Release | None, targets: Sequence[Instance], removed: Sequence[Instance]) -> RolloutReport:
+    """Prepare, switch ``targets`` batch by batch, then remove ``removed``; revert on failure."""
+    service = new.variables["moorage_service"]
+    report = RolloutReport(service=service["name"], release=new.number, version=new.version)
+    context.say(f"release {new.number} (version {new.version}): shipping files")
+    prepared = run_phase(context, new, "prepare")
+    if not prepared.succeeded:
+        report.failure = f"prepare failed: {failure_text(prepared)}"
+        return report
+    all_batches = batches(targets, service["update"]["max_parallel"])
+    touched: list[Instance] = []
+    for number, batch in enumerate(all_batches, start=1):
+        names = ", ".join(f"{instance['id']}@{instance['host']}" for instance in batch)
+        context.say(f"batch {number}/{len(all_batches)}: {names} -> release {new.number} (healthy for {service['update']['min_healthy']})")
+        touched.extend(batch)
+        result = run_phase(context, new, "switch", batch)
+        if not result.succeeded:
+            report.failure = f"batch {number}/{len(all_batches)} failed: {failure_text(result)}"
+            if service["update"]["auto_revert"]:
+                revert(context, new, previous, touched, report)
+            return report
+        report.switched.extend(instance["id"] for instance in batch)
+    if removed:
+        context.say(f"removing {', '.join(instance['id'] for instance in removed)}")
+        result = run_phase(context, new, "remove", removed, instances=removed)
+        if not result.succeeded:
+            report.failure = f"removing instances failed: {failure_text(result)}"
+            return report
+        report.removed.extend(instance["id"] for instance in removed)
+    return report
+
+
+def revert(context: PlaybookContext, new: Release, previous: Release | None, touched: Sequence[Instance], report: RolloutReport) -> None:
+    """Every touched instance back to ``previous``; instances ``previous`` did not have are removed."""
+    before = {instance["id"]: instance for instance in previous.variables["moorage_instances"]} if previous else {}
+    back = [instance for instance in touched if instance["id"] in before]
+    extra = [instance for instance in touched if instance["id"] not in before]
+    if previous is not None and back:
+        context.say(f"auto-revert: {', '.join(instance['id'] for instance in back)} -> release {previous.number}")
+        for batch in batches(back, previous.variables["moorage_service"]["update"]["max_parallel"]):
+            result = run_phase(context, previous, "switch", batch)
+            if not result.succeeded:
+                raise MoorageError(f"{report.failure}; and the revert to release {previous.number} failed too: {failure_text(result)}")
+            report.reverted.extend(instance["id"] for instance in batch)
+    if extra:
+        result = run_phase(context, new, "remove", extra, instances=extra)
+        report.reverted.extend(instance["id"] for instance in extra if result.succeeded)
