@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import socket
@@ -24,6 +25,21 @@ class RunningApp:
     def __init__(self, process: subprocess.Popen[str], port: int) -> None:
         self.process = process
         self.port = port
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read_output, daemon=True).start()
+
+    def _read_output(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for_line(self, text: str, timeout: float = 10) -> str:
+        """The first line of the app's output (from now on) that contains ``text``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            if text in line:
+                return line
 
     def get(self, path: str) -> tuple[int, str, str]:
         """(status, content type, body) of GET path."""
@@ -62,10 +78,9 @@ def run_app() -> Iterator[Callable[..., RunningApp]]:
         else:
             process = start(environment | {"PORT": "1"}, ["--port", str(port)])  # --port wins over PORT
         started.append(process)
-        assert process.stdout is not None
-        first_line = process.stdout.readline()
-        assert "listening on" in first_line, first_line
-        return RunningApp(process, port)
+        app = RunningApp(process, port)
+        app.wait_for_line("listening on")
+        return app
 
     yield run
     for process in started:
@@ -125,14 +140,13 @@ def test_sigterm_finishes_the_request_in_flight_refuses_new_ones_and_exits_0(run
     answer: dict[str, tuple[int, str, str]] = {}
     slow = threading.Thread(target=lambda: answer.setdefault("slow", app.get("/sleep?seconds=1.5")))
     slow.start()
-    time.sleep(0.5)  # the slow request is being served
+    app.wait_for_line("sleeping 1.5s")  # the slow request is being served
     app.process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    with pytest.raises(urllib.error.URLError):  # no longer accepting
+    app.wait_for_line("no longer accepting connections")
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
         app.get("/")
     slow.join(timeout=10)
     assert answer["slow"][0] == 200
     assert answer["slow"][2] == "slept 1.5s on hello-2, version 1.2.3\n"
     assert app.process.wait(timeout=10) == 0
-    assert app.process.stdout is not None
-    assert "stopped" in app.process.stdout.read()
+    app.wait_for_line("stopped")

@@ -79,6 +79,7 @@ class Handler(BaseHTTPRequestHandler):
             if seconds is None:
                 self._answer(400, f"seconds must be a number from 0 to {MAX_SLEEP_SECONDS:g}, version {VERSION}\n")
                 return
+            print(f"{self.address_string()} sleeping {seconds:g}s", flush=True)
             time.sleep(seconds)
             self._answer(200, f"slept {seconds:g}s on {INSTANCE}, version {VERSION}\n")
         else:
@@ -86,12 +87,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _answer(self, code: int, body: str, content_type: str = "text/plain; charset=utf-8") -> None:
         payload = body.encode()
+        METRICS.count(urlsplit(self.path).path, code)  # before answering: a client then sees itself counted
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
-        METRICS.count(urlsplit(self.path).path, code)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
         sys.stdout.write(f"{self.address_string()} {format % args}\n")
@@ -122,15 +123,17 @@ def main() -> int:
     server = Server((arguments.bind, int(arguments.port)), Handler)
 
     def stop(signum: int, _frame: object) -> None:
-        print(f"{signal.Signals(signum).name}: draining", flush=True)
+        print(f"{signal.Signals(signum).name}: stopping", flush=True)
         # shutdown() waits for serve_forever(), which runs in this very thread: ask from another.
         threading.Thread(target=server.shutdown).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(f"hello {VERSION} ({INSTANCE}) listening on {arguments.bind}:{arguments.port}", flush=True)
-    server.serve_forever()
-    server.server_close()  # stops listening, then waits for the requests in flight
+    server.serve_forever(poll_interval=0.1)
+    server.socket.close()
+    print("draining: no longer accepting connections", flush=True)
+    server.server_close()  # waits for the requests in flight
     print("stopped", flush=True)
     return 0
 
