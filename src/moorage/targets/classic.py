@@ -14,6 +14,7 @@ from typing import Any
 
 from moorage.inventory import load_inventory
 from moorage.plan import Plan, place
+from moorage.spec.loader import artifact_path, image_archive_path
 from moorage.spec.model import Health, Resources, ServiceSpec, Stop, Update
 from moorage.spec.units import cpu_millicores, format_duration, memory_bytes
 
@@ -32,15 +33,14 @@ def instance_variables(plan: Plan) -> list[Variables]:
 
 def service_variables(service: ServiceSpec, spec_file: Path) -> Variables:
     body = service.spec
-    base_dir = spec_file.resolve().parent
     return {
         "name": service.name,
         "labels": dict(service.metadata.labels),
         "runtime": body.runtime,
-        "artifact": _absolute(base_dir, body.artifact),
+        "artifact": _text(artifact_path(service, spec_file)),
         "command": list(body.command) if body.command is not None else None,
         "image": body.image,
-        "image_archive": _absolute(base_dir, body.image_archive),
+        "image_archive": _text(image_archive_path(service, spec_file)),
         "replicas": body.replicas,
         "group": body.placement.group,
         "port": body.port,
@@ -56,8 +56,8 @@ def service_variables(service: ServiceSpec, spec_file: Path) -> Variables:
     }
 
 
-def _absolute(base_dir: Path, relative: str | None) -> str | None:
-    return None if relative is None else str((base_dir / relative).resolve())
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _duration(key: str, value: timedelta) -> Variables:
