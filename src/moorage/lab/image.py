@@ -5,6 +5,7 @@ Machines never write to it: each runs on an overlay whose upper directory is the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from moorage.lab.cache import ensure_built
@@ -12,7 +13,7 @@ from moorage.lab.host import debian_mirror, run
 
 SUITE = "bookworm"
 # Bump when the recipe below changes, so an old image is never reused for a new recipe.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-apt",
     "iproute2", "iputils-ping", "procps", "curl", "ca-certificates", "less",
@@ -60,5 +61,12 @@ def _configure(root: Path) -> None:
     (root / "etc/apt/sources.list").write_text("# moorage lab: packages come from the lab repository only (sources.list.d)\n")
     (root / "etc/apt/sources.list.d/moorage-lab.list").write_text(f"deb [trusted=yes] file:{APT_REPO_MOUNT} ./\n")
     (root / "etc/apt/apt.conf.d/90moorage-lab").write_text('Acquire::Languages "none";\n')
-    for leftover in [*(root / "var/cache/apt/archives").glob("*.deb"), *(root / "var/lib/apt/lists").glob("*_*")]:
-        leftover.unlink()
+    for leftover in [
+        *(root / "var/cache/apt/archives").glob("*.deb"),
+        *(root / "var/lib/apt/lists").glob("*_*"),
+        *(root / "var/cache/apt").glob("*.bin"),
+        root / "var/lib/apt/periodic/update-success-stamp",
+    ]:
+        leftover.unlink(missing_ok=True)
+    # No package lists yet: make the apt cache look ancient, so `apt: cache_valid_time=...` updates it.
+    os.utime(root / "var/lib/apt/lists", (0, 0))
