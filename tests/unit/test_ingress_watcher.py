@@ -114,6 +114,18 @@ def test_a_burst_of_20_registrations_causes_few_reloads(consul: ConsulDev, ingre
                 deregister(consul, service_id)
 
 
+def test_a_malformed_route_tag_is_ignored_and_the_rest_still_routes(consul: ConsulDev, ingress: Ingress) -> None:
+    with backends("mixed") as (backend,):
+        service_id = register(consul, "mixed", backend, ["route=mixed.example.test/", "route=evil.test/a;return 200 x"])
+        try:
+            eventually(lambda: ingress.get("mixed.example.test") == (200, "backend mixed\n"))
+
+            assert "ignored invalid route tag (want route=HOST/PATH): mixed: route=evil.test/a;return 200 x" in ingress.log()
+            assert "evil.test" not in ingress.output.read_text()
+        finally:
+            deregister(consul, service_id)
+
+
 def test_a_candidate_failing_nginx_t_is_refused_and_the_old_config_keeps_serving(consul: ConsulDev, ingress: Ingress) -> None:
     # A valid DNS name, but longer than nginx's server_names_hash_bucket_size allows: nginx -t fails.
     too_long = ".".join(["a" * 60] * 3) + ".test"

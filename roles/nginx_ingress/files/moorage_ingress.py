@@ -408,6 +408,7 @@ class Outcome:
     APPLIED = "applied"
     REJECTED = "rejected"
     RELOAD_FAILED = "reload failed"
+    FAILED = "failed"
 
 
 class Applier:
@@ -580,7 +581,11 @@ def describe(services: list[RoutedService]) -> str:
 
 
 def apply_and_log(applier: Applier, services: list[RoutedService], settings: Settings) -> str:
-    outcome = applier.apply(render(services, settings))
+    try:
+        outcome = applier.apply(render(services, settings))
+    except (OSError, subprocess.SubprocessError) as err:
+        LOG.error("could not apply the new config (the last good one stays): %s", err)
+        return Outcome.FAILED
     if outcome == Outcome.APPLIED:
         LOG.info("applied new config and reloaded nginx: %s", describe(services))
     return outcome
