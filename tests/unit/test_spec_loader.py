@@ -168,8 +168,18 @@ def test_a_missing_image_archive_is_an_error_at_its_field(write_spec: WriteSpec)
     )
 
     assert problems(write_spec(text))[0].startswith(
-        "moorage.yml:7:17: error: spec.imageArchive: web.tar is not a file (looked for "
+        "moorage.yml:7:17: error: spec.imageArchive: web.tar not found (looked for "
     )
+
+
+@pytest.mark.parametrize(
+    ("artifact", "why"),
+    [('"a\\0b"', "spec.artifact: a\\x00b not found"), ("a" * 300, "is no usable path: [Errno 36] File name too long")],
+)
+def test_an_artifact_path_the_system_cannot_use(write_spec: WriteSpec, valid_spec_text: str, artifact: str, why: str) -> None:
+    found = problems(write_spec(valid_spec_text.replace("./app", artifact)))
+
+    assert len(found) == 1 and found[0].startswith("moorage.yml:7:13: error: spec.artifact: ") and why in found[0]
 
 
 def test_artifact_paths_are_relative_to_the_spec_file_not_the_working_directory(

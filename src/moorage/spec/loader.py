@@ -8,6 +8,7 @@ field), so editors and CI logs can jump to it. Relative paths in the spec (``art
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +42,22 @@ class Diagnostic:
 
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
-        return f"{self.file}:{self.line}:{self.column}: error: {where}{self.message}"
+        return _one_line(f"{self.file}:{self.line}:{self.column}: error: {where}{self.message}")
 
     def as_json(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "column": self.column, "path": self.path, "message": self.message}
+
+
+# Control characters and line separators quoted from the file, each shown as its escape (\n, \x1b, \u2028).
+_ESCAPED_CONTROLS = {
+    code: chr(code).encode("unicode_escape").decode()
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+
+
+def _one_line(text: str) -> str:
+    """One problem, one line, and nothing from the file that a terminal would act on."""
+    return text.translate(_ESCAPED_CONTROLS)
 
 
 class SpecInvalid(BadInput):
@@ -118,20 +131,26 @@ def image_archive_path(service: ServiceSpec, spec_file: Path) -> Path | None:
 def _beside(spec_file: Path, relative: str | None) -> Path | None:
     if relative is None:
         return None
-    return (spec_file.absolute().parent / relative).resolve()
+    return Path(os.path.abspath(spec_file.parent / relative))
 
 
 def _missing_files(service: ServiceSpec, spec_file: Path) -> list[tuple[Location, str]]:
-    problems: list[tuple[Location, str]] = []
     body = service.spec
-    if body.runtime == "systemd" and body.artifact is not None:
-        artifact = artifact_path(service, spec_file)
-        if artifact is not None and not artifact.exists():
-            problems.append((("spec", "artifact"), f"{body.artifact} not found (looked for {artifact})"))
-    if body.runtime == "docker" and body.image_archive is not None:
-        archive = image_archive_path(service, spec_file)
-        if archive is not None and not archive.is_file():
-            problems.append((("spec", "imageArchive"), f"{body.image_archive} is not a file (looked for {archive})"))
+    checks = [
+        (("spec", "artifact"), body.artifact, artifact_path(service, spec_file), "systemd"),
+        (("spec", "imageArchive"), body.image_archive, image_archive_path(service, spec_file), "docker"),
+    ]
+    problems: list[tuple[Location, str]] = []
+    for location, written, resolved, runtime in checks:
+        if resolved is None or body.runtime != runtime:
+            continue
+        try:
+            found = resolved.exists()
+        except (OSError, ValueError) as error:  # a name too long, a NUL byte
+            problems.append((location, f"{written!r} is no usable path: {error}"))
+            continue
+        if not found:
+            problems.append((location, f"{written} not found (looked for {resolved})"))
     return problems
 
 
@@ -199,7 +218,7 @@ def _duplicate_keys(root: Node, file: str) -> Iterator[Diagnostic]:
                 key_location = (*location, key_node.value)
                 if identity in first_lines:
                     mark = key_node.start_mark
-                    message = f"duplicate key '{key_node.value}' (first defined on line {first_lines[identity]})"
+                    message = f"duplicate key {key_node.value!r} (first defined on line {first_lines[identity]})"
                     yield Diagnostic(file, mark.line + 1, mark.column + 1, format_path(key_location), message)
                 else:
                     first_lines[identity] = key_node.start_mark.line + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import re
 import types
@@ -69,7 +70,7 @@ def explain(detail: ErrorDetails) -> Explanation:
 def _unknown_field(location: Location) -> str:
     key = str(location[-1])
     allowed = allowed_keys(location[:-1])
-    message = f"unknown field '{key}'"
+    message = f"unknown field {key!r}"
     suggestion = _closest(key, allowed)
     if suggestion:
         return f"{message} (did you mean '{suggestion}'?)"
@@ -82,7 +83,7 @@ def _describe_problem(detail: ErrorDetails, location: Location, *, show_value: b
     context = detail.get("ctx", {})
     got = f", got {_shown(value)}" if show_value else ""
     if error_type == "string_type":
-        hint = " (quote it to use it as text)" if isinstance(value, (bool, int, float)) else ""
+        hint = " (quote it to use it as text)" if isinstance(value, (bool, int, float, datetime.date)) else ""
         return f"expected a string{got}{hint}"
     if error_type in ("int_type", "int_parsing", "int_from_float"):
         return f"expected a whole number{got}"
@@ -126,6 +127,8 @@ def _shown(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, datetime.date):
+        return f"the date {value.isoformat()}"
     return f"a {type(value).__name__} value"
 
 
