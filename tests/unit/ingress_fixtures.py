@@ -171,6 +171,7 @@ def nginx_main_config(prefix: Path, output: Path) -> str:
     """A main config like the role's: the generated file is included once, by its exact path."""
     temp = prefix / "tmp"
     return f"""\
+# Like the role's nginx.conf: the routes come from moorage-ingress, in {output}.
 worker_processes 1;
 error_log {prefix}/logs/error.log notice;
 pid {prefix}/logs/nginx.pid;

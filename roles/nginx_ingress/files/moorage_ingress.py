@@ -375,10 +375,11 @@ def candidate_main_config(settings: Settings, candidate: Path) -> Path:
         text = main.read_text()
     except OSError as err:
         raise ConfigError(f"nginx_main_config: {err}") from err
-    if text.count(settings.output) != 1:
-        raise ConfigError(f"{main} must include {settings.output} exactly once")
+    include = re.compile(rf"(\binclude\s+){re.escape(settings.output)}(\s*;)")
+    if len(include.findall(text)) != 1:
+        raise ConfigError(f"{main} must have exactly one 'include {settings.output};'")
     candidate_main = main.with_name(f".moorage-ingress-candidate-{main.name}")
-    candidate_main.write_text(text.replace(settings.output, str(candidate)))
+    candidate_main.write_text(include.sub(lambda match: f"{match[1]}{candidate}{match[2]}", text))
     return candidate_main
 
 
