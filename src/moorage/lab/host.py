@@ -20,6 +20,10 @@ REQUIRED_PROGRAMS = {
     "apt-ftparchive": "apt-utils",
 }
 APT_SOURCES = Path("/etc/apt/sources.list")
+# Every machine's systemd, journald, logind, networkd... holds inotify instances, all as root: the
+# kernel's default of 128 per user stops at about 18 machines on the whole host ("Failed to allocate
+# manager object"). The lab raises these limits (never lowers them), as kind's documentation advises.
+INOTIFY_MINIMUMS = {"max_user_instances": 8192, "max_user_watches": 524288}
 APT_SOURCES_DIR = Path("/etc/apt/sources.list.d")
 
 
@@ -30,6 +34,17 @@ def preflight() -> None:
     missing = sorted({package for program, package in REQUIRED_PROGRAMS.items() if shutil.which(program) is None})
     if missing:
         raise BadInput(f"moorage lab needs the Debian packages {', '.join(missing)}: run `make setup` or apt-get install them")
+
+
+def raise_inotify_limits() -> list[str]:
+    """Raise the host's inotify limits to what a lab of many machines needs; say what was changed."""
+    changed = []
+    for name, minimum in INOTIFY_MINIMUMS.items():
+        setting = Path("/proc/sys/fs/inotify") / name
+        if int(setting.read_text()) < minimum:
+            setting.write_text(f"{minimum}\n")
+            changed.append(f"fs.inotify.{name}={minimum}")
+    return changed
 
 
 def run(

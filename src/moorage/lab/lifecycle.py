@@ -22,7 +22,7 @@ from pathlib import Path
 from moorage.errors import BadInput, Locked, MoorageError
 from moorage.lab import machines as machine_ops
 from moorage.lab.aptrepo import ensure_apt_repo
-from moorage.lab.host import preflight, run
+from moorage.lab.host import preflight, raise_inotify_limits, run
 from moorage.lab.image import ensure_base_image
 from moorage.lab.inventory import groups_for, render
 from moorage.lab.machines import Machine
@@ -72,6 +72,8 @@ def up(host_count: int, progress: Progress | None = None) -> LabStatus:
             base_image = ensure_base_image()
         with progress.step("local apt repository (first time only)"):
             apt_repo = ensure_apt_repo()
+        for setting in raise_inotify_limits():
+            progress.note(f"raised {setting}: a host full of machines needs more inotify than the default")
         network = _load_or_choose_network(name)
         with progress.step(f"bridge {network.bridge} ({network.subnet})"):
             ensure_bridge(network)
