@@ -1,0 +1,201 @@
+"""Run one of moorage's playbooks through ansible-runner and report what happened.
+
+Every Ansible setting moorage relies on lives here (no ansible.cfg, no shell strings): roles and
+plugins from :mod:`moorage.paths`, SSH pipelining and ControlPersist, forks, a JSON fact cache per
+inventory. The event stream goes to a :class:`Reporter` while the play runs; the caller gets a
+:class:`PlaybookResult` with per-host counts and the failed tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import ansible_runner
+
+from moorage import paths
+from moorage.lab.paths import state_root
+
+DEFAULT_FORKS = 20
+SSH_ARGS = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=15"
+FACT_CACHE_SECONDS = 3600
+
+
+class Reporter(Protocol):
+    """Receives ansible-runner's events while a playbook runs."""
+
+    def event(self, event: Mapping[str, Any]) -> None: ...
+
+
+@dataclass
+class HostStats:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    host: str
+    play: str
+    task: str
+    message: str
+    unreachable: bool = False
+
+
+@dataclass
+class PlaybookResult:
+    playbook: str
+    rc: int
+    hosts: dict[str, HostStats] = field(default_factory=dict)
+    failures: list[TaskFailure] = field(default_factory=list)
+    output_tail: list[str] = field(default_factory=list)  # Ansible's own words when it failed before any task
+
+    @property
+    def succeeded(self) -> bool:
+        return self.rc == 0 and not self.failures
+
+    @property
+    def changed(self) -> int:
+        return sum(stats.changed for stats in self.hosts.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "playbook": self.playbook,
+            "ok": self.succeeded,
+            "rc": self.rc,
+            "hosts": {host: asdict(stats) for host, stats in sorted(self.hosts.items())},
+            "failures": [asdict(failure) for failure in self.failures],
+        }
+
+
+def inventory_state_dir(inventory: Path, kind: str, *, by_content: bool = False) -> Path:
+    """``STATE_ROOT/KIND/<hash>``: a 0700 directory that belongs to one inventory file.
+
+    The hash covers the inventory's absolute path, and its content too when ``by_content``
+    (for caches that must not outlive a change of the inventory, such as gathered facts).
+    """
+    digest = hashlib.sha256(str(inventory.resolve()).encode())
+    if by_content and inventory.is_file():
+        digest.update(inventory.read_bytes())
+    directory = state_root() / kind / digest.hexdigest()[:16]
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return directory
+
+
+def ansible_envvars(fact_cache_dir: Path) -> dict[str, str]:
+    """moorage's tuned Ansible settings, as the environment ansible-playbook reads them from."""
+    plugins = paths.plugins_dir()
+    # This Python's ansible-playbook first, whatever the caller's PATH (e.g. a venv not activated).
+    search_path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+    return {
+        "PATH": search_path,
+        "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
+        "ANSIBLE_LIBRARY": str(plugins / "modules"),
+        "ANSIBLE_INVENTORY_PLUGINS": str(plugins / "inventory"),
+        "ANSIBLE_CALLBACK_PLUGINS": str(plugins / "callback"),
+        "ANSIBLE_PIPELINING": "True",
+        "ANSIBLE_SSH_ARGS": SSH_ARGS,
+        "ANSIBLE_FORKS": str(DEFAULT_FORKS),
+        "ANSIBLE_GATHERING": "smart",
+        "ANSIBLE_CACHE_PLUGIN": "jsonfile",
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(fact_cache_dir),
+        "ANSIBLE_CACHE_PLUGIN_TIMEOUT": str(FACT_CACHE_SECONDS),
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        "ANSIBLE_FORCE_COLOR": "False",
+    }
+
+
+def run_playbook(
+    name: str,
+    inventory: Path,
+    extravars: Mapping[str, Any] | None = None,
+    *,
+    check: bool = False,
+    tags: Sequence[str] | None = None,
+    limit: str | None = None,
+    reporter: Reporter | None = None,
+) -> PlaybookResult:
+    """Run ``playbooks/<name>`` against ``inventory``; never raises for a failed play."""
+    playbook = paths.playbook(name)
+    collector = _ResultCollector(name, reporter)
+    with tempfile.TemporaryDirectory(prefix="moorage-run-") as private_data_dir:
+        runner = ansible_runner.run(
+            private_data_dir=private_data_dir,
+            playbook=str(playbook),
+            inventory=str(inventory.resolve()),
+            extravars=dict(extravars or {}),
+            envvars=ansible_envvars(inventory_state_dir(inventory, "facts", by_content=True)),
+            cmdline="--check --diff" if check else None,
+            tags=",".join(tags) if tags else None,
+            limit=limit,
+            event_handler=collector.handle,
+            quiet=True,
+            suppress_env_files=True,
+        )
+        collector.result.rc = runner.rc
+    return collector.result
+
+
+class _ResultCollector:
+    """Folds the event stream into a PlaybookResult and passes each event on."""
+
+    def __init__(self, playbook: str, reporter: Reporter | None) -> None:
+        self.result = PlaybookResult(playbook=playbook, rc=-1)
+        self._reporter = reporter
+
+    def handle(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        if kind == "runner_on_failed" and not data.get("ignore_errors"):
+            self.result.failures.append(_failure(data, unreachable=False))
+        elif kind == "runner_on_unreachable":
+            self.result.failures.append(_failure(data, unreachable=True))
+        elif kind == "playbook_on_stats":
+            self.result.hosts = _host_stats(data)
+        elif kind in ("verbose", "error") and event.get("stdout"):
+            self.result.output_tail = [*self.result.output_tail[-9:], event["stdout"]]
+        if self._reporter is not None:
+            self._reporter.event(event)
+        return True  # keep the event in ansible-runner's artifacts too
+
+
+def _failure(data: Mapping[str, Any], *, unreachable: bool) -> TaskFailure:
+    return TaskFailure(
+        host=data.get("host", "?"),
+        play=data.get("play", ""),
+        task=data.get("task", ""),
+        message=failure_message(data.get("res", {})),
+        unreachable=unreachable,
+    )
+
+
+def failure_message(res: Mapping[str, Any]) -> str:
+    """The one line that says why a task failed: its msg and stderr, or a failed loop item's."""
+    for item in res.get("results", []) or []:
+        if isinstance(item, Mapping) and item.get("failed"):
+            return failure_message(item)
+    parts = [res.get(key) for key in ("msg", "stderr", "module_stderr")]
+    text = ": ".join(part.strip() for part in parts if isinstance(part, str) and part.strip())
+    return " ".join(text.split()) or "failed (no message)"
+
+
+def _host_stats(data: Mapping[str, Any]) -> dict[str, HostStats]:
+    columns = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable", "skipped": "skipped"}
+    hosts: dict[str, HostStats] = {}
+    for column, attribute in columns.items():
+        for host, count in (data.get(column) or {}).items():
+            setattr(hosts.setdefault(host, HostStats()), attribute, count)
+    for host in (data.get("processed") or {}):
+        hosts.setdefault(host, HostStats())
+    return hosts
