@@ -24,7 +24,7 @@ os.environ["MOORAGE_LAB"] = "bench-lab"
 from moorage import lab  # noqa: E402  (after choosing the lab)
 from moorage.lab.aptrepo import ensure_apt_repo  # noqa: E402
 from moorage.lab.image import ensure_base_image  # noqa: E402
-from moorage.lab.machines import MACHINE_ENV  # noqa: E402
+from moorage.lab.paths import lab_dir  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "lab.json"
 IDLE_SETTLE_SECONDS = 10
@@ -59,23 +59,34 @@ def mem_available_kib() -> int:
     raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
-def pss_kib_of_machines() -> dict[str, int]:
-    """Proportional set size of every process inside each bench-lab machine (nspawn excluded)."""
-    totals: dict[str, int] = {}
-    prefix = f"{MACHINE_ENV}=bench-lab-".encode()
+def memory_kib_of_machines() -> dict[str, dict[str, int]]:
+    """Per bench-lab machine: PSS and RSS summed over its nspawn and every process below it."""
+    parents: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            marker = next((e for e in (proc / "environ").read_bytes().split(b"\0") if e.startswith(prefix)), None)
-            if marker is None:
+        if proc.name.isdigit():
+            try:
+                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            rollup = (proc / "smaps_rollup").read_text()
-        except (OSError, StopIteration):
-            continue
-        pss = next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
-        machine = marker.decode().split("=", 1)[1]
-        totals[machine] = totals.get(machine, 0) + pss
+    totals: dict[str, dict[str, int]] = {}
+    for machine_dir in sorted((lab_dir() / "machines").glob("lab-*")):
+        root = int((machine_dir / "pid").read_text())
+        tree, frontier = {root}, [root]
+        while frontier:
+            children = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
+            tree.update(children)
+            frontier = children
+        usage = {"Pss": 0, "Rss": 0}
+        for pid in tree:
+            try:
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            except OSError:
+                continue
+            for line in rollup.splitlines():
+                field = line.split(":")[0]
+                if field in usage:
+                    usage[field] += int(line.split()[1])
+        totals[machine_dir.name] = usage
     return totals
 
 
@@ -96,12 +107,13 @@ def main() -> None:
         available_before = mem_available_kib()
         up_seconds = timed(lambda size=size: lab.up(size))
         time.sleep(IDLE_SETTLE_SECONDS)
-        pss = pss_kib_of_machines()
+        memory = memory_kib_of_machines()
         available_drop = available_before - mem_available_kib()
         ups.append({
             "hosts": size,
             "up_seconds": round(up_seconds, 2),
-            "pss_mib_per_machine": round(sum(pss.values()) / len(pss) / 1024, 1),
+            "pss_mib_per_machine": round(sum(m["Pss"] for m in memory.values()) / len(memory) / 1024, 1),
+            "rss_mib_per_machine": round(sum(m["Rss"] for m in memory.values()) / len(memory) / 1024, 1),
             "mem_available_drop_mib_per_machine": round(available_drop / size / 1024, 1),
         })  # fmt: skip
         again = timed(lambda size=size: lab.up(size))
@@ -109,7 +121,7 @@ def main() -> None:
         lab.down()
     results["lab_up"] = ups
     largest = max(ups, key=lambda entry: entry["hosts"])
-    per_machine = max(largest["pss_mib_per_machine"], largest["mem_available_drop_mib_per_machine"])
+    per_machine = max(largest["rss_mib_per_machine"], largest["mem_available_drop_mib_per_machine"])
     results["machines_in_24_gib_estimate"] = int(24 * 1024 / per_machine) if per_machine > 0 else None
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -129,8 +141,9 @@ def print_table(results: dict[str, object]) -> None:
         table.add_row(f"lab up, {hosts} hosts, cached image", f"{entry['up_seconds']:.1f} s")
         table.add_row(f"lab up again, {hosts} hosts (no change)", f"{entry['up_again_seconds']:.1f} s")
         table.add_row(f"idle machine memory, PSS ({hosts} hosts)", f"{entry['pss_mib_per_machine']:.1f} MiB")
+        table.add_row(f"idle machine memory, RSS ({hosts} hosts)", f"{entry['rss_mib_per_machine']:.1f} MiB")
         table.add_row(f"MemAvailable drop per machine ({hosts} hosts)", f"{entry['mem_available_drop_mib_per_machine']:.1f} MiB")
-    table.add_row("machines that fit in 24 GiB (estimate)", str(results["machines_in_24_gib_estimate"]))
+    table.add_row("machines that fit in 24 GiB (by RSS, pessimistic)", str(results["machines_in_24_gib_estimate"]))
     Console().print(table)
     print(f"written: {RESULTS}")
 
