@@ -23,8 +23,15 @@ for module in (spec, render, lab, platform, deploy):
         cli.add_command(command)
 
 
+def _wants_json(arguments: list[str]) -> bool:
+    """Whether ``--output json`` was asked for (errors raised before a command runs honour it too)."""
+    return "--output=json" in arguments or any(
+        flag == "--output" and value == "json" for flag, value in zip(arguments, arguments[1:])
+    )
+
+
 def main() -> None:
-    wants_json = "--output" in sys.argv and "json" in sys.argv
+    wants_json = _wants_json(sys.argv[1:])
     try:
         exit_code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -35,9 +42,10 @@ def main() -> None:
         sys.exit(error.exit_code)
     except MoorageError as error:
         if wants_json:
-            emit_json({"ok": False, "error": str(error), "exit_code": error.exit_code})
+            emit_json(error.as_json())
         else:
-            err_console.print(f"moorage: error: {error}", markup=False)
+            for line in error.report_lines():
+                err_console.print(line, markup=False)
         sys.exit(error.exit_code)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)

@@ -13,6 +13,14 @@ class MoorageError(Exception):
 
     exit_code = EXIT_FAILED
 
+    def report_lines(self) -> list[str]:
+        """What a person reads on stderr."""
+        return [f"moorage: error: {self}"]
+
+    def as_json(self) -> dict[str, object]:
+        """What a machine reads on stdout with ``--output json``."""
+        return {"ok": False, "error": str(self), "exit_code": self.exit_code}
+
 
 class BadInput(MoorageError):
     """The user's input (spec, inventory, arguments) is wrong; nothing was touched: exit 2."""

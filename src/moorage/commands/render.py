@@ -13,10 +13,9 @@ import click
 import yaml
 from rich.table import Table
 
-from moorage.errors import EXIT_BAD_INPUT
 from moorage.inventory import resolve_inventory
 from moorage.output import OutputFormat, console, emit_json, err_console, output_option
-from moorage.spec.loader import SpecInvalid, load_spec
+from moorage.spec.loader import load_spec
 from moorage.spec.model import ServiceSpec
 from moorage.targets import classic, kubernetes
 
@@ -48,9 +47,7 @@ def to_yaml(documents: list[Any]) -> str:
     help="kubernetes: the release version (image tag NAME:VERSION for runtime systemd; MOORAGE_VERSION).",
 )
 @output_option
-@click.pass_context
 def render(
-    context: click.Context,
     file: Path,
     target: str,
     output_dir: Path | None,
@@ -59,15 +56,7 @@ def render(
     output_format: OutputFormat,
 ) -> None:
     """Render service spec FILE for a target: Kubernetes manifests or the classic plan."""
-    try:
-        service = load_spec(file)
-    except SpecInvalid as invalid:
-        if output_format == "json":
-            emit_json({"ok": False, "errors": [diagnostic.as_json() for diagnostic in invalid.diagnostics]})
-        else:
-            for diagnostic in invalid.diagnostics:
-                err_console.print(str(diagnostic), markup=False)
-        context.exit(EXIT_BAD_INPUT)
+    service = load_spec(file)
     if target == "kubernetes":
         if inventory is not None:
             raise click.UsageError("-i/--inventory is for --target classic (Kubernetes places pods itself)")

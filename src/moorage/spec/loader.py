@@ -67,6 +67,12 @@ class SpecInvalid(BadInput):
         self.diagnostics = sorted(set(diagnostics))
         super().__init__("\n".join(str(diagnostic) for diagnostic in self.diagnostics))
 
+    def report_lines(self) -> list[str]:
+        return [str(diagnostic) for diagnostic in self.diagnostics]
+
+    def as_json(self) -> dict[str, object]:
+        return {**super().as_json(), "errors": [diagnostic.as_json() for diagnostic in self.diagnostics]}
+
 
 def load_spec(path: Path) -> ServiceSpec:
     """Read and validate the spec at ``path``; raise ``SpecInvalid`` listing every problem."""
