@@ -33,6 +33,8 @@ from moorage.lab.ssh import ensure_key, key_path, run_remote
 from moorage.paths import ansible_root
 
 BOOT_TIMEOUT_SECONDS = 180
+# The name becomes nspawn machine names (NAME-1, ...): nspawn accepts letters, digits, '-' and '.' only.
+LAB_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,40}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def up(host_count: int, progress: Progress | None = None) -> LabStatus:
     if not 1 <= host_count <= MAX_HOSTS:
         raise BadInput(f"--hosts must be between 1 and {MAX_HOSTS}, not {host_count}")
     preflight()
-    name = lab_name()
+    name = _checked_lab_name()
     with _lab_lock(name):
         with progress.step("base image (debootstrap bookworm; first time only)"):
             base_image = ensure_base_image()
@@ -102,7 +104,7 @@ def down(progress: Progress | None = None) -> list[str]:
     """Stop every machine and remove the bridge, the lab's state and its inventory; return what was removed."""
     progress = progress or QuietProgress()
     preflight()
-    name = lab_name()
+    name = _checked_lab_name()
     removed: list[str] = []
     with _lab_lock(name):
         existing = _existing_machines(name)
@@ -144,6 +146,13 @@ def machine_address(hostname: str) -> str:
             return machine.address
     known = ", ".join(machine.hostname for machine in existing) or "none: run `moorage lab up`"
     raise BadInput(f"lab {name!r} has no host {hostname!r} (hosts: {known})")
+
+
+def _checked_lab_name() -> str:
+    name = lab_name()
+    if not LAB_NAME_PATTERN.fullmatch(name):
+        raise BadInput(f"MOORAGE_LAB={name!r}: a lab name is letters, digits, '-' and '.' (at most 41 characters)")
+    return name
 
 
 # --- state -----------------------------------------------------------------------------------------
