@@ -30,13 +30,21 @@ def output_option(command: F) -> F:
     )(command)
 
 
+# With --output json every line on stdout is one JSON object (JSON Lines). A short command prints
+# one line; long work prints its progress events and ends with an ``{"event": "result", ...}`` line.
+
+
 def emit_json(document: Any) -> None:
-    """One JSON document on stdout."""
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+    """One JSON document, on one line of stdout."""
+    sys.stdout.write(json.dumps(document, default=str) + "\n")
     sys.stdout.flush()
 
 
 def emit_event(event: dict[str, Any]) -> None:
-    """One JSON event per line on stdout (progress of long work, for machines)."""
-    sys.stdout.write(json.dumps(event, default=str) + "\n")
-    sys.stdout.flush()
+    """One progress event of long work."""
+    emit_json(event)
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    """The last line of long work that streamed events."""
+    emit_json({"event": "result", **result})

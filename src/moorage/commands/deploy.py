@@ -20,7 +20,7 @@ from moorage.deploy.releases import ReleaseStore
 from moorage.deploy.rollout import PlaybookContext
 from moorage.errors import BadInput
 from moorage.inventory import load_inventory, resolve_inventory
-from moorage.output import console, emit_event, emit_json, err_console, output_option
+from moorage.output import console, emit_event, emit_json, emit_result, err_console, output_option
 from moorage.progress import JsonEventReporter, LiveProgressReporter
 from moorage.spec.loader import load_spec
 from moorage.spec.units import parse_duration
@@ -51,7 +51,7 @@ def _session(
 
 def _show(outcome: Outcome, output_format: str) -> None:
     if output_format == "json":
-        emit_json(outcome.as_dict())
+        emit_result(outcome.as_dict())
     else:
         console.print(outcome.message, markup=False)
 
@@ -61,7 +61,7 @@ def _run(output_format: str, work: Callable[[], Outcome]) -> None:
         outcome = work()
     except RolloutFailed as failed:
         if output_format == "json":
-            emit_json({**failed.outcome.as_dict(), "exit_code": failed.exit_code})
+            emit_result({**failed.outcome.as_dict(), "exit_code": failed.exit_code})
             raise SystemExit(failed.exit_code) from None
         raise
     _show(outcome, output_format)

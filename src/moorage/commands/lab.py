@@ -13,7 +13,7 @@ from moorage.lab.network import MAX_HOSTS
 from moorage.lab.paths import inventory_path, lab_name
 from moorage.lab.progress import JsonProgress, TextProgress
 from moorage.lab.ssh import key_path, ssh_argv
-from moorage.output import console, emit_json, output_option
+from moorage.output import console, emit_json, emit_result, output_option
 
 
 @click.group("lab")
@@ -29,7 +29,7 @@ def up_command(host_count: int, output_format: str) -> None:
     progress = JsonProgress() if output_format == "json" else TextProgress()
     result = lab.up(host_count, progress)
     if output_format == "json":
-        emit_json({"ok": True, **result.as_dict()})
+        emit_result({"ok": True, **result.as_dict()})
         return
     _print_table(result)
     console.print(f"inventory: {result.inventory}")
@@ -41,7 +41,7 @@ def down_command(output_format: str) -> None:
     """Stop every machine and remove the lab's bridge, state and inventory."""
     removed = lab.down(JsonProgress() if output_format == "json" else TextProgress())
     if output_format == "json":
-        emit_json({"ok": True, "name": lab_name(), "removed": removed})
+        emit_result({"ok": True, "name": lab_name(), "removed": removed})
     else:
         console.print(f"lab {lab_name()!r} is down")
 
