@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from consul_dev import ConsulDev, consul_binary, start_consul_dev
 from ingress_fixtures import (
+    Backend,
     Ingress,
     backends,
     deregister,
@@ -148,7 +149,7 @@ def test_a_candidate_failing_nginx_t_is_refused_and_the_old_config_keeps_serving
             deregister(consul, good_id)
 
 
-def test_once_applies_then_reports_unchanged_and_fails_when_consul_is_away(ingress: Ingress, tmp_path: Path) -> None:
+def test_once_applies_then_reports_unchanged_and_fails_when_consul_is_away(ingress: Ingress) -> None:
     ingress.output.write_text(ingress.output.read_text() + "# stale\n")
 
     applied = ingress.run_once()
@@ -202,10 +203,10 @@ def test_nginx_keeps_serving_while_consul_is_down_and_changes_show_after_it_retu
                 stop_process(restarted)
 
 
-def _registered(consul: ConsulDev, service: str, backend: object) -> bool:
+def _registered(consul: ConsulDev, service: str, backend: Backend) -> bool:
     """Register once the restarted agent accepts it (its ACL system needs a moment after a leader)."""
     try:
-        register(consul, service, backend, [f"route={service}.example.test/"])  # type: ignore[arg-type]
+        register(consul, service, backend, [f"route={service}.example.test/"])
     except OSError:
         return False
     return True
