@@ -30,6 +30,8 @@ from moorage import lab as lab_api
 from moorage.errors import MoorageError
 from moorage.lab.progress import TextProgress
 from moorage.lab.ssh import run_remote
+from moorage.vault import read_consul_secrets
+from platform_cli import Platform, platform_up
 
 SESSION_LAB_NAME = "moorage-test"
 SESSION_LAB_HOSTS = 4
@@ -90,3 +92,15 @@ def lab() -> Iterator[Lab]:
             os.environ.pop("MOORAGE_LAB", None)
         else:
             os.environ["MOORAGE_LAB"] = previous
+
+
+# --- The converged platform (Consul, Prometheus, logging, NGINX ingress, Docker) on the session lab ---
+
+
+@pytest.fixture(scope="session")
+def platform(lab: Lab) -> Platform:
+    """``moorage platform up`` once per session on the session lab (deploy tests reuse it)."""
+    run = platform_up(lab.inventory)
+    if run.returncode != 0:
+        pytest.fail(f"moorage platform up failed (exit {run.returncode}): {run.stderr.strip()[-2000:]}")
+    return Platform(lab=lab, converge=run, management_token=read_consul_secrets(lab.inventory)["consul_bootstrap_token"])
