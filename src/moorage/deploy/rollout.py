@@ -79,7 +79,10 @@ def run_phase(context: PlaybookContext, release: Release, phase: str, batch: Seq
 
 def failure_text(result: PlaybookResult) -> str:
     if result.failures:
-        return "; ".join(f"{failure.host}: {failure.message}" for failure in result.failures)
+        # A host's last failure says it all: a failed health gate is rescued by a task that
+        # fails again with the gate's output and the app's last log lines.
+        last_per_host = {failure.host: failure.message for failure in result.failures}
+        return "; ".join(f"{host}: {message}" for host, message in last_per_host.items())
     return " ".join(result.output_tail[-3:]) or f"ansible-playbook exited {result.rc}"
 
 

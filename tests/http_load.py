@@ -1,0 +1,102 @@
+"""A bounded load generator: a few threads sending requests through NGINX while something changes.
+
+Each thread sends a GET to the lb host (``http.client``, ``Host`` header set to the route's
+host name) every ``interval`` seconds, each on a new connection: an idle keep-alive connection
+that NGINX closes on a reload would fail the next request on it before it is sent (the race
+every HTTP client retries), which says nothing about the deploy; a fresh connection per request
+makes every failure one a user would see. Every answer is counted by status; a non-2xx answer
+and a connection error (refused, reset, timeout, closed before the answer) count as failures.
+The answer bodies' ``version N`` parts are collected, so a test can see which versions served.
+The pace is bounded (threads / interval requests per second) so the 2-core host still has room
+for the deploy itself.
+
+    with HttpLoad("10.213.13.11", "hello.example.test") as load:
+        ...deploy...
+    load.summary.failed == 0
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from types import TracebackType
+
+VERSION_IN_BODY = re.compile(r"version (\S+)")
+
+
+@dataclass
+class LoadSummary:
+    sent: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)  # connection errors by exception name
+    versions: Counter[str] = field(default_factory=Counter)
+    failure_samples: list[str] = field(default_factory=list)  # the first few failures, for the report
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(count for status, count in self.statuses.items() if not 200 <= status < 300) + sum(self.errors.values())
+
+    def describe(self) -> str:
+        return (
+            f"{self.sent} requests in {self.seconds:.1f}s, statuses {dict(self.statuses)}, "
+            f"connection errors {dict(self.errors)}, versions {dict(self.versions)}, first failures {self.failure_samples}"
+        )
+
+
+class HttpLoad:
+    """Constant traffic from ``threads`` threads until the ``with`` block ends (or ``limit_seconds``)."""
+
+    def __init__(self, address: str, host_header: str, *, path: str = "/", threads: int = 4, interval: float = 0.02, port: int = 80, limit_seconds: float = 900) -> None:
+        self.address, self.host_header, self.path, self.port = address, host_header, path, port
+        self.interval = interval
+        self.limit_seconds = limit_seconds
+        self.summary = LoadSummary()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._send, daemon=True) for _ in range(threads)]
+        self._started = 0.0
+
+    def __enter__(self) -> HttpLoad:
+        self._started = time.monotonic()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.summary.seconds = time.monotonic() - self._started
+
+    def _send(self) -> None:
+        deadline = time.monotonic() + self.limit_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            connection = http.client.HTTPConnection(self.address, self.port, timeout=10)
+            try:
+                connection.request("GET", self.path, headers={"Host": self.host_header, "Connection": "close"})
+                response = connection.getresponse()
+                self._count(response.status, response.read().decode(errors="replace"), None)
+            except (OSError, http.client.HTTPException) as failure:
+                self._count(None, "", type(failure).__name__)
+            finally:
+                connection.close()
+            self._stop.wait(self.interval)
+
+    def _count(self, status: int | None, body: str, error: str | None) -> None:
+        with self._lock:
+            self.summary.sent += 1
+            if error is not None:
+                self.summary.errors[error] += 1
+            else:
+                assert status is not None
+                self.summary.statuses[status] += 1
+                if (found := VERSION_IN_BODY.search(body)) and 200 <= status < 300:
+                    self.summary.versions[found.group(1)] += 1
+            failed = error is not None or not 200 <= (status or 0) < 300
+            if failed and len(self.summary.failure_samples) < 5:
+                self.summary.failure_samples.append(error or f"{status}: {body.strip()[:120]}")
