@@ -51,6 +51,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/lab.py
+	$(BIN)/python bench/platform.py
 
 clean:
 	rm -rf $(VENV) artifacts
