@@ -7,6 +7,7 @@ here (Elastic's packages are in no registry the lab reaches); its check-mode run
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -240,8 +241,11 @@ def test_the_elk_logging_option_passes_check_mode(platform: Platform, tmp_path: 
     inventory = edited_inventory(platform.lab, tmp_path, elk)
     # The edited inventory is a different file: give it the converged platform's secrets.
     secrets = secrets_dir(inventory)
-    for name in ("vault-password", "consul.vault.yml"):
-        (secrets / name).write_bytes((secrets_dir(platform.lab.inventory) / name).read_bytes())
-        (secrets / name).chmod(0o600)
-    run = platform_up(inventory, "--check")
+    try:
+        for name in ("vault-password", "consul.vault.yml"):
+            (secrets / name).write_bytes((secrets_dir(platform.lab.inventory) / name).read_bytes())
+            (secrets / name).chmod(0o600)
+        run = platform_up(inventory, "--check")
+    finally:
+        shutil.rmtree(secrets)
     assert run.returncode == 0, run.error
