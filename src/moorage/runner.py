@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -112,7 +113,7 @@ def ansible_envvars(fact_cache_dir: Path) -> dict[str, str]:
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
-        "ANSIBLE_FORCE_COLOR": "False",
+        "ANSIBLE_NOCOLOR": "True",
     }
 
 
@@ -129,7 +130,10 @@ def run_playbook(
     """Run ``playbooks/<name>`` against ``inventory``; never raises for a failed play."""
     playbook = paths.playbook(name)
     collector = _ResultCollector(name, reporter)
-    with tempfile.TemporaryDirectory(prefix="moorage-run-") as private_data_dir:
+    # MOORAGE_KEEP_RUNS=DIR keeps each run's ansible-runner directory (events, artifacts) under DIR.
+    keep_under = os.environ.get("MOORAGE_KEEP_RUNS")
+    run_dir = nullcontext(tempfile.mkdtemp(prefix="moorage-run-", dir=keep_under)) if keep_under else tempfile.TemporaryDirectory(prefix="moorage-run-")
+    with run_dir as private_data_dir:
         runner = ansible_runner.run(
             private_data_dir=private_data_dir,
             playbook=str(playbook),
@@ -163,8 +167,8 @@ class _ResultCollector:
             self.result.failures.append(_failure(data, unreachable=True))
         elif kind == "playbook_on_stats":
             self.result.hosts = _host_stats(data)
-        elif kind in ("verbose", "error") and event.get("stdout"):
-            self.result.output_tail = [*self.result.output_tail[-9:], event["stdout"]]
+        elif kind in ("verbose", "error") and event.get("stdout", "").strip():
+            self.result.output_tail = [*self.result.output_tail[-19:], *event["stdout"].strip().splitlines()]
         if self._reporter is not None:
             self._reporter.event(event)
         return True  # keep the event in ansible-runner's artifacts too

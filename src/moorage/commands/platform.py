@@ -9,7 +9,7 @@ from rich.table import Table
 
 from moorage.errors import BadInput, MoorageError
 from moorage.inventory import resolve_inventory
-from moorage.output import console, emit_event, output_option
+from moorage.output import console, emit_result, output_option
 from moorage.progress import JsonEventReporter, LiveProgressReporter
 from moorage.runner import PlaybookResult, run_playbook
 from moorage.vault import secrets_dir
@@ -33,7 +33,7 @@ def up(inventory: Path | None, check: bool, output_format: str) -> None:
     extravars = {"moorage_platform_secrets_dir": str(secrets_dir(inventory_path))}
     if output_format == "json":
         result = run_playbook(PLATFORM_PLAYBOOK, inventory_path, extravars, check=check, reporter=JsonEventReporter())
-        emit_event({"event": "result", "check": check, **result.as_dict()})
+        emit_result({"check": check, **result.as_dict()})
     else:
         with LiveProgressReporter() as reporter:
             result = run_playbook(PLATFORM_PLAYBOOK, inventory_path, extravars, check=check, reporter=reporter)
@@ -56,8 +56,7 @@ def print_summary(result: PlaybookResult, *, check: bool) -> None:
 def failure_error(result: PlaybookResult) -> MoorageError:
     """One line that names the host (and the group or variable, from the failed assertion)."""
     if not result.failures:
-        reason = result.output_tail[-1] if result.output_tail else f"ansible-playbook exited with status {result.rc}"
-        return MoorageError(f"platform up failed: {' '.join(reason.split())}")
+        return MoorageError(f"platform up failed: {ansible_error(result)}")
     first = result.failures[0]
     more = f" (and {len(result.failures) - 1} more failures)" if len(result.failures) > 1 else ""
     error = BadInput if first.play == PREFLIGHT_PLAY else MoorageError
@@ -66,6 +65,15 @@ def failure_error(result: PlaybookResult) -> MoorageError:
     if error is BadInput:
         return BadInput(f"{first.message} [host {first.host}]{more}")
     return MoorageError(f"{first.host}: task '{first.task}' failed: {first.message}{more}")
+
+
+def ansible_error(result: PlaybookResult) -> str:
+    """Ansible's own complaint when it failed before any task (e.g. a playbook it cannot load), in one line."""
+    lines = result.output_tail
+    first_error = next((index for index, line in enumerate(lines) if "ERROR" in line), None)
+    if first_error is None:
+        return f"ansible-playbook exited with status {result.rc}"
+    return " ".join(" ".join(lines[first_error:]).split())[:500]
 
 
 COMMANDS: list[click.Command] = [platform_group]
