@@ -17,9 +17,9 @@ import pytest
 MOORAGE = str(Path(sys.executable).parent / "moorage")
 
 
-def write_inventory(tmp_path: Path, groups: dict[str, list[str]]) -> Path:
+def write_inventory(tmp_path: Path, groups: dict[str, list[str]], host_vars: str = "") -> Path:
     hosts = sorted({host for members in groups.values() for host in members})
-    lines = [f"{host} ansible_connection=local ansible_python_interpreter={sys.executable}" for host in hosts]
+    lines = [f"{host} ansible_connection=local ansible_python_interpreter={sys.executable} {host_vars}" for host in hosts]
     for group, members in groups.items():
         lines += [f"[{group}]", *members]
     path = tmp_path / "hosts.ini"
@@ -52,6 +52,15 @@ def test_a_bad_inventory_is_one_line_naming_the_group_exit_2_and_no_secrets_mint
     assert len(error_lines) == 1 and named in error_lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not list((tmp_path / "state").rglob("consul.vault.yml")), "the preflight must stop before the secrets step"
+
+
+def test_a_role_variable_of_the_wrong_type_is_named_before_any_role_runs(tmp_path: Path) -> None:
+    groups = {"consul_servers": ["a"], "lb": ["a"], "monitoring": ["a"], "logging": ["a"]}
+    result = platform_up(write_inventory(tmp_path, groups, host_vars="common_time_sync=maybe"), tmp_path)
+    assert result.returncode == 2, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("moorage: error:")]
+    assert len(error_lines) == 1 and "argument 'common_time_sync'" in error_lines[0], result.stderr
+    assert "play Base" not in result.stderr, "no role may start"
 
 
 def test_json_output_is_one_event_per_line_then_the_error(tmp_path: Path) -> None:
