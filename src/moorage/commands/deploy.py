@@ -71,7 +71,7 @@ def _run(output_format: str, work: Callable[[], Outcome]) -> None:
 @click.argument("spec_file", type=click.Path(path_type=Path))
 @inventory_option
 @click.option("--version", "version", default=None, help="The version instances get as MOORAGE_VERSION (default: a hash of artifact and spec).")
-@click.option("--canary", type=click.IntRange(min=1), default=None, help="Switch only N instances; `moorage promote` rolls the rest.")
+@click.option("--canary", type=click.IntRange(min=1), default=None, help="Start N instances of the new release beside the old; `moorage promote` rolls the rest, `moorage rollback` drops them.")
 @click.option("--secrets", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Ansible Vault file with the spec's secrets (password from --vault-password-file).")
 @click.option("--vault-password-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
 @lock_wait_option
@@ -189,7 +189,7 @@ def scale(assignment: str, inventory: Path | None, lock_wait: str, output_format
 @lock_wait_option
 @output_option
 def promote(service: str, inventory: Path | None, lock_wait: str, output_format: str) -> None:
-    """Roll the rest of SERVICE to its canary release."""
+    """Roll SERVICE's instances to its canary release, then remove the canaries."""
     session, reporter = _session(inventory, output_format, lock_wait)
     with _live(reporter):
         _run(output_format, lambda: operations.promote(session, service))

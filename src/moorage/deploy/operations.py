@@ -12,10 +12,13 @@ from moorage.deploy.identity import content_version, spec_hash
 from moorage.deploy.lock import DeployLock
 from moorage.deploy.placement import replan
 from moorage.deploy.releases import Release, ReleaseStore
-from moorage.deploy.rollout import PlaybookContext, RolloutReport, preflight, roll
+from moorage.deploy.rollout import PlaybookContext, RolloutReport, preflight, recheck, remove_instances, roll
 from moorage.errors import BadInput, MoorageError
+from moorage.inventory import load_inventory
+from moorage.plan import place
 from moorage.spec.loader import load_spec
-from moorage.targets.classic import render
+from moorage.spec.model import ServiceSpec
+from moorage.targets.classic import instance_variables, render
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class Outcome:
     release: Release | None
     report: RolloutReport | None
     message: str
+    ansible_changed: int | None = None  # tasks Ansible changed, when a no-change deploy checked the hosts
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -32,6 +36,7 @@ class Outcome:
             "release": None if self.release is None else self.release.summary(),
             "report": None if self.report is None else self.report.as_dict(),
             "message": self.message,
+            "ansible_changed": self.ansible_changed,
         }
 
 
@@ -64,19 +69,25 @@ def deploy(session: Session, spec_file: Path, version: str | None, canary: int |
     with DeployLock(session.access.client, service.name, version, "deploy", session.lock_wait):
         current = store.current()
         if current is not None and current.version == version and current.spec_hash == digest and current.variables["moorage_instances"] == variables["moorage_instances"]:
-            return Outcome(changed=False, release=current, report=None, message=f"{service.name}: release {current.number} (version {version}) already deployed; no change")
-        # What scale and promote need later: the spec as deployed, and how many canaries.
-        variables = {**variables, "spec_text": spec_file.read_text(), "spec_file": str(spec_file.resolve()), "canary": canary}
+            with session.identities():
+                changed_tasks = recheck(session.context, current)
+            return Outcome(
+                changed=False, release=current, report=None, ansible_changed=changed_tasks,
+                message=f"{service.name}: release {current.number} (version {version}) already deployed; no change (hosts checked, Ansible changed {changed_tasks})",
+            )
+        _refuse_during_canary(store)
+        # What scale and promote need later: the spec as deployed, and the canaries beside the old.
+        canaries = canary_instances(service, session.inventory, canary) if canary else []
+        variables = {**variables, "spec_text": spec_file.read_text(), "spec_file": str(spec_file.resolve()), "canary_instances": canaries}
         candidate = Release(number=0, version=version, spec_hash=digest, created="", by="", status="deploying", variables=variables)
         with session.identities():
             preflight(session.context, candidate)
             release = store.create(version, digest, variables, "deploying")
-            targets = variables["moorage_instances"]
-            if canary:
-                targets = targets[:canary]
-            removed = _removed(current, variables)
-            report = roll(session.context, release, current, targets, [] if canary else removed)
-        return _finish(store, release, report, "canary" if canary else "deployed")
+            if canaries:
+                report = roll(session.context, release, current, canaries, [])
+            else:
+                report = roll(session.context, release, current, variables["moorage_instances"], _removed(current, variables))
+        return _finish(store, release, report, "canary" if canaries else "deployed")
 
 
 def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
@@ -85,6 +96,8 @@ def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
     if not releases:
         raise BadInput(f"{service_name}: no releases in Consul (deploy it first)")
     current = store.current()
+    if to is None and releases[-1].status == "canary":
+        return _drop_canaries(session, store, releases[-1])
     if to is None:
         older = [release for release in releases if release.status == "deployed" and (current is None or release.number < current.number)]
         if not older:
@@ -115,6 +128,7 @@ def scale(session: Session, service_name: str, replicas: int) -> Outcome:
         "moorage_instances": instances,
         "files_release": current.variables.get("files_release", current.number),
     }
+    _refuse_during_canary(store)
     if not added and len(instances) == len(before):
         return Outcome(changed=False, release=current, report=None, message=f"{service_name}: already {replicas} instances; no change")
     with DeployLock(session.access.client, service_name, current.version, f"scale to {replicas}", session.lock_wait):
@@ -125,16 +139,46 @@ def scale(session: Session, service_name: str, replicas: int) -> Outcome:
 
 
 def promote(session: Session, service_name: str) -> Outcome:
+    """The canary release goes everywhere: the planned instances roll to it, then the canaries go."""
     store = ReleaseStore(session.access.client, service_name)
-    latest = store.all()[-1] if store.all() else None
+    latest = store.latest()
     if latest is None or latest.status != "canary":
         raise BadInput(f"{service_name}: no canary release to promote")
     previous = store.current()
     with DeployLock(session.access.client, service_name, latest.version, "promote", session.lock_wait):
         with session.identities():
-            rest = latest.variables["moorage_instances"][latest.variables["canary"] :]
-            report = roll(session.context, latest, previous, rest, _removed(previous, latest.variables))
+            removed = latest.variables["canary_instances"] + _removed(previous, latest.variables)
+            report = roll(session.context, latest, previous, latest.variables["moorage_instances"], removed)
+        if report.failure is None:
+            latest = store.mark(latest, "canary", variables={**latest.variables, "canary_instances": []})
         return _finish(store, latest, report, "deployed")
+
+
+def _drop_canaries(session: Session, store: ReleaseStore, canary: Release) -> Outcome:
+    """``rollback`` of a canary release: its extra instances drain and go; the others never changed."""
+    with DeployLock(session.access.client, store.service, canary.version, "drop canaries", session.lock_wait):
+        with session.identities():
+            report = remove_instances(session.context, canary, canary.variables["canary_instances"])
+        if report.failure is not None:
+            raise RolloutFailed(Outcome(changed=True, release=canary, report=report, message=f"{store.service}: dropping the canaries of release {canary.number} failed: {report.failure}"))
+        dropped = store.mark(canary, "reverted", note="canaries dropped by rollback", variables={**canary.variables, "canary_instances": []})
+        return Outcome(changed=True, release=dropped, report=report, message=f"{store.service}: canaries of release {canary.number} dropped ({', '.join(report.removed)})")
+
+
+def _refuse_during_canary(store: ReleaseStore) -> None:
+    latest = store.latest()
+    if latest is not None and latest.status == "canary":
+        raise BadInput(f"{store.service}: release {latest.number} (version {latest.version}) is a canary; 'moorage promote {store.service}' or 'moorage rollback {store.service}' first")
+
+
+def canary_instances(service: ServiceSpec, inventory: Path, count: int) -> list[dict[str, Any]]:
+    """``count`` instances beyond the planned ones (the next indexes, placed by the same rule)."""
+    hosts = load_inventory(inventory).hosts(service.spec.placement.group)
+    widened = service.model_copy(update={"spec": service.spec.model_copy(update={"replicas": service.spec.replicas + count})})
+    try:
+        return instance_variables(place(widened, hosts))[service.spec.replicas :]
+    except BadInput as error:
+        raise BadInput(f"--canary {count}: {error}") from None
 
 
 def _removed(current: Release | None, variables: dict[str, Any]) -> list[dict[str, Any]]:

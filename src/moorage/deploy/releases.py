@@ -95,8 +95,13 @@ class ReleaseStore:
         self._prune(existing + [release])
         return release
 
-    def mark(self, release: Release, status: ReleaseStatus, note: str | None = None) -> Release:
-        updated = replace(release, status=status, note=release.note if note is None else note)
+    def latest(self) -> Release | None:
+        """The newest release, whatever its status."""
+        kept = self.all()
+        return kept[-1] if kept else None
+
+    def mark(self, release: Release, status: ReleaseStatus, note: str | None = None, variables: dict[str, Any] | None = None) -> Release:
+        updated = replace(release, status=status, note=release.note if note is None else note, variables=release.variables if variables is None else variables)
         self.client.kv.put(release_key(self.service, release.number), updated.to_json())
         return updated
 

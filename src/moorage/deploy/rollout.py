@@ -53,6 +53,11 @@ class PlaybookContext:
     say: Callable[[str], None]  # a line of progress for people (or a JSON event)
 
 
+def release_instances(release: Release) -> list[Instance]:
+    """The planned instances and any canaries beside them."""
+    return [*release.variables["moorage_instances"], *release.variables.get("canary_instances", [])]
+
+
 def batches(instances: Sequence[Instance], size: int) -> list[list[Instance]]:
     return [list(instances[start : start + size]) for start in range(0, len(instances), size)]
 
@@ -61,7 +66,7 @@ def run_phase(context: PlaybookContext, release: Release, phase: str, batch: Seq
     service = release.variables["moorage_service"]
     extravars: dict[str, Any] = {
         "moorage_service": service,
-        "moorage_instances": list(instances if instances is not None else release.variables["moorage_instances"]),
+        "moorage_instances": list(instances if instances is not None else release_instances(release)),
         "moorage_group": service["group"],
         "moorage_phase": phase,
         "moorage_batch": [instance["id"] for instance in batch],
@@ -96,6 +101,16 @@ def preflight(context: PlaybookContext, release: Release) -> None:
         raise BadInput(first.message if first is not None else failure_text(result))
 
 
+def recheck(context: PlaybookContext, current: Release) -> int:
+    """A deploy that changes nothing still checks that the hosts hold the current release's files
+    (the prepare phase, idempotent); returns how many tasks Ansible changed (0 on intact hosts)."""
+    context.say(f"release {current.number} (version {current.version}) already deployed: checking its files on the hosts")
+    result = run_phase(context, current, "prepare")
+    if not result.succeeded:
+        raise MoorageError(f"checking release {current.number} on the hosts failed: {failure_text(result)}")
+    return result.changed
+
+
 def roll(context: PlaybookContext, new: Release, previous: Release | None, targets: Sequence[Instance], removed: Sequence[Instance]) -> RolloutReport:
     """Prepare, switch ``targets`` batch by batch, then remove ``removed``; revert on failure."""
     service = new.variables["moorage_service"]
@@ -119,12 +134,20 @@ def roll(context: PlaybookContext, new: Release, previous: Release | None, targe
             return report
         report.switched.extend(instance["id"] for instance in batch)
     if removed:
-        context.say(f"removing {', '.join(instance['id'] for instance in removed)}")
-        result = run_phase(context, new, "remove", removed, instances=removed)
-        if not result.succeeded:
-            report.failure = f"removing instances failed: {failure_text(result)}"
-            return report
+        removal = remove_instances(context, new, removed)
+        report.removed, report.failure = removal.removed, removal.failure
+    return report
+
+
+def remove_instances(context: PlaybookContext, release: Release, removed: Sequence[Instance]) -> RolloutReport:
+    """Drain, deregister and stop ``removed`` (e.g. after scaling down, or dropped canaries)."""
+    report = RolloutReport(service=release.variables["moorage_service"]["name"], release=release.number, version=release.version)
+    context.say(f"removing {', '.join(instance['id'] for instance in removed)}")
+    result = run_phase(context, release, "remove", removed, instances=removed)
+    if result.succeeded:
         report.removed.extend(instance["id"] for instance in removed)
+    else:
+        report.failure = f"removing instances failed: {failure_text(result)}"
     return report
 
 
