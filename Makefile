@@ -32,10 +32,15 @@ $(VENV_STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
 
+# The main job end to end on the lab (4 machines on this host; `moorage lab down` removes them).
 demo: setup
 	$(BIN)/moorage validate examples/hello/moorage.yml
 	$(BIN)/moorage render examples/hello/moorage.yml --target kubernetes -o artifacts/demo/kubernetes
-	$(BIN)/moorage render examples/hello/moorage.yml --target classic -o artifacts/demo/classic
+	$(BIN)/moorage lab up --hosts 4
+	$(BIN)/moorage platform up
+	$(BIN)/moorage deploy examples/hello/moorage.yml --version 1
+	$(BIN)/moorage status hello
+	$(BIN)/python examples/hello/smoke.py examples/hello/moorage.yml
 
 test: setup
 	$(BIN)/pytest tests
@@ -51,6 +56,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/lab.py
+	$(BIN)/python bench/deploy.py
 	$(BIN)/python bench/platform.py
 
 clean:

@@ -27,6 +27,17 @@ from moorage.spec.units import parse_duration
 from moorage.targets.classic import render
 
 inventory_option = click.option("-i", "--inventory", "inventory", type=click.Path(path_type=Path), default=None, help="Ansible inventory (default: the running lab's).")
+def secrets_options(command: Any) -> Any:
+    """``--secrets FILE --vault-password-file P``: every command that (re)starts instances needs the values."""
+    command = click.option("--vault-password-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Opens the --secrets vault.")(command)
+    return click.option("--secrets", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Ansible Vault file with the spec's secrets.")(command)
+
+
+def _secrets_pair(secrets: Path | None, vault_password_file: Path | None) -> None:
+    if secrets is not None and vault_password_file is None:
+        raise BadInput("--secrets needs --vault-password-file")
+
+
 lock_wait_option = click.option("--lock-wait", default="0s", show_default=True, help="How long to wait for another deploy of the service to finish, e.g. 2m.")
 
 
@@ -72,14 +83,12 @@ def _run(output_format: str, work: Callable[[], Outcome]) -> None:
 @inventory_option
 @click.option("--version", "version", default=None, help="The version instances get as MOORAGE_VERSION (default: a hash of artifact and spec).")
 @click.option("--canary", type=click.IntRange(min=1), default=None, help="Start N instances of the new release beside the old; `moorage promote` rolls the rest, `moorage rollback` drops them.")
-@click.option("--secrets", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Ansible Vault file with the spec's secrets (password from --vault-password-file).")
-@click.option("--vault-password-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None)
+@secrets_options
 @lock_wait_option
 @output_option
 def deploy(spec_file: Path, inventory: Path | None, version: str | None, canary: int | None, secrets: Path | None, vault_password_file: Path | None, lock_wait: str, output_format: str) -> None:
     """Roll SPEC_FILE out: health-gated, batch by batch, reverting on failure."""
-    if secrets is not None and vault_password_file is None:
-        raise BadInput("--secrets needs --vault-password-file")
+    _secrets_pair(secrets, vault_password_file)
     session, reporter = _session(inventory, output_format, lock_wait, secrets, vault_password_file)
     with _live(reporter):
         _run(output_format, lambda: operations.deploy(session, spec_file, version, canary))
@@ -159,11 +168,13 @@ def releases(service: str, inventory: Path | None, output_format: str) -> None:
 @click.argument("service")
 @click.option("--to", "to", type=int, default=None, help="Release number (default: the previous deployed one).")
 @inventory_option
+@secrets_options
 @lock_wait_option
 @output_option
-def rollback(service: str, to: int | None, inventory: Path | None, lock_wait: str, output_format: str) -> None:
+def rollback(service: str, to: int | None, inventory: Path | None, secrets: Path | None, vault_password_file: Path | None, lock_wait: str, output_format: str) -> None:
     """Roll SERVICE back to an earlier release (as a new release, the same rolling way)."""
-    session, reporter = _session(inventory, output_format, lock_wait)
+    _secrets_pair(secrets, vault_password_file)
+    session, reporter = _session(inventory, output_format, lock_wait, secrets, vault_password_file)
     with _live(reporter):
         _run(output_format, lambda: operations.rollback(session, service, to))
 
@@ -171,14 +182,16 @@ def rollback(service: str, to: int | None, inventory: Path | None, lock_wait: st
 @click.command()
 @click.argument("assignment", metavar="SERVICE=N")
 @inventory_option
+@secrets_options
 @lock_wait_option
 @output_option
-def scale(assignment: str, inventory: Path | None, lock_wait: str, output_format: str) -> None:
+def scale(assignment: str, inventory: Path | None, secrets: Path | None, vault_password_file: Path | None, lock_wait: str, output_format: str) -> None:
     """Add or remove instances without touching the others."""
     name, _, count = assignment.partition("=")
     if not name or not count.isdigit():
         raise BadInput(f"{assignment!r}: expected SERVICE=N, e.g. hello=5")
-    session, reporter = _session(inventory, output_format, lock_wait)
+    _secrets_pair(secrets, vault_password_file)
+    session, reporter = _session(inventory, output_format, lock_wait, secrets, vault_password_file)
     with _live(reporter):
         _run(output_format, lambda: operations.scale(session, name, int(count)))
 
@@ -186,11 +199,13 @@ def scale(assignment: str, inventory: Path | None, lock_wait: str, output_format
 @click.command()
 @click.argument("service")
 @inventory_option
+@secrets_options
 @lock_wait_option
 @output_option
-def promote(service: str, inventory: Path | None, lock_wait: str, output_format: str) -> None:
+def promote(service: str, inventory: Path | None, secrets: Path | None, vault_password_file: Path | None, lock_wait: str, output_format: str) -> None:
     """Roll SERVICE's instances to its canary release, then remove the canaries."""
-    session, reporter = _session(inventory, output_format, lock_wait)
+    _secrets_pair(secrets, vault_password_file)
+    session, reporter = _session(inventory, output_format, lock_wait, secrets, vault_password_file)
     with _live(reporter):
         _run(output_format, lambda: operations.promote(session, service))
 
