@@ -18,8 +18,9 @@ from moorage.deploy.identity import content_version, spec_hash
 from moorage.deploy.operations import Outcome, RolloutFailed, Session
 from moorage.deploy.releases import ReleaseStore
 from moorage.deploy.rollout import PlaybookContext
-from moorage.errors import BadInput
-from moorage.inventory import load_inventory, resolve_inventory
+from moorage.deploy.remote import ssh_argv
+from moorage.errors import BadInput, MoorageError
+from moorage.inventory import resolve_inventory
 from moorage.output import console, emit_event, emit_json, emit_result, err_console, output_option
 from moorage.progress import JsonEventReporter, LiveProgressReporter
 from moorage.spec.loader import load_spec
@@ -222,19 +223,24 @@ def logs(service: str, inventory: Path | None, follow: bool, since: str | None) 
     rows = service_status.instances(client, service)
     if not rows:
         raise BadInput(f"{service}: no instances registered in Consul")
-    addresses = {host.name: host.address for group in load_inventory(inventory_path).groups.values() for host in group}
     command = ["journalctl", "--no-pager", "-o", "short-iso", "-t", service] + (["-f"] if follow else []) + (["--since", since] if since else [])
+    failures: list[str] = []
+
     def stream(host: str) -> None:
-        ssh = ["ssh", "-o", "BatchMode=yes", f"root@{addresses.get(host, host)}", *command]
-        with subprocess.Popen(ssh, stdout=subprocess.PIPE, text=True) as process:
+        with subprocess.Popen(ssh_argv(inventory_path, host, command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
             for line in process.stdout or []:
                 console.print(f"{host} {line.rstrip()}", markup=False)
+            error = (process.stderr.read() if process.stderr else "").strip()
+        if process.returncode != 0:
+            failures.append(f"{host}: {error.splitlines()[-1] if error else f'exit {process.returncode}'}")
 
     readers = [threading.Thread(target=stream, args=(host,), daemon=True) for host in sorted({row["host"] for row in rows})]
     for reader in readers:
         reader.start()
     for reader in readers:
         reader.join()
+    if failures:
+        raise MoorageError(f"{service}: could not read the journal on {'; '.join(sorted(failures))}")
 
 
 COMMANDS: list[click.Command] = [deploy, plan, status, releases, rollback, scale, promote, logs]
