@@ -18,6 +18,7 @@ from pathlib import Path
 import consul
 
 from moorage import vault
+from moorage.errors import BadInput
 from moorage.inventory import load_inventory
 
 CONSUL_HTTP_PORT = 8500
@@ -38,6 +39,11 @@ def platform_access(inventory_path: Path) -> PlatformAccess:
     token = os.environ.get("CONSUL_HTTP_TOKEN") or (
         vault.read_consul_secrets(inventory_path).get("consul_bootstrap_token") if has_vault else None
     )
+    if not token:
+        raise BadInput(
+            f"{inventory_path}: no Consul token: no platform secrets for this inventory in {secrets} "
+            f"(run 'moorage platform up -i {inventory_path}', or set CONSUL_HTTP_TOKEN)"
+        )
     if os.environ.get("CONSUL_HTTP_ADDR"):
         client = consul.Consul(token=token)
     else:
