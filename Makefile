@@ -43,7 +43,7 @@ demo: setup
 	$(BIN)/python examples/hello/smoke.py examples/hello/moorage.yml
 
 test: setup
-	$(BIN)/pytest tests
+	$(BIN)/pytest
 
 test-unit: setup
 	$(BIN)/pytest tests/unit
