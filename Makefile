@@ -57,7 +57,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/lab.py
 	$(BIN)/python bench/deploy.py
-	$(BIN)/python bench/platform.py
+	$(BIN)/python bench/converge.py
 
 clean:
 	rm -rf $(VENV) artifacts

@@ -27,8 +27,6 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Not this script's own folder first: bench/platform.py would shadow the standard library's platform.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.append(str(REPO / "tests"))
 
 from rich.console import Console  # noqa: E402

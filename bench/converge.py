@@ -4,7 +4,7 @@ For each size, a lab of its own (``bench-platform-N``) is brought up fresh, the 
 once (timed), then run again with nothing to change (timed, and its changed count recorded), and
 the lab brought down. Prints a table and writes bench/results/platform.json. Needs root.
 
-    .venv/bin/python bench/platform.py [--sizes 3,10] [--keep]
+    .venv/bin/python bench/converge.py [--sizes 3,10] [--keep]
 """
 
 from __future__ import annotations
