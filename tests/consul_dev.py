@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from waiting import stop_process
+
 BULLSEYE_SOURCE = (
     "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bullseye\nComponents: main\n"
     "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
@@ -187,11 +189,6 @@ def start_consul_dev(acl: bool = False, node_meta: dict[str, str] | None = None)
         _wait_for_leader(agent)
         yield agent
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -17,21 +17,19 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
 
 from http_load import HttpLoad, LoadSummary
+from waiting import eventually
 from platform_cli import Platform
 
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 MOORAGE = str(Path(sys.executable).parent / "moorage")
@@ -111,15 +109,6 @@ class Deployment:
         }
 
 
-def eventually(probe: Callable[[], T | None], *, within: float, every: float = 0.5, what: str) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:.0f}s: {what}")
-        time.sleep(every)
 
 
 def spec_text(*, env: str = "{GREETING: hi}") -> str:

@@ -12,29 +12,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
 from ruamel.yaml import YAML
 
 from moorage.vault import secrets_dir
+from waiting import eventually
 from platform_cli import Platform, platform_up
 
 pytestmark = pytest.mark.e2e
-T = TypeVar("T")
 
 
-def eventually(probe: Callable[[], T | None], *, within: float, every: float = 0.5, what: str) -> T:
-    """Poll ``probe`` until it returns something other than None (or fail after ``within`` seconds)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:.0f}s: {what}")
-        time.sleep(every)
 
 
 def consul_get(platform: Platform, host: str, path: str, token: str | None = None) -> requests.Response:

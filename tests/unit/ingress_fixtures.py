@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from consul_dev import ConsulDev, free_port
+from waiting import stop_process
 
 from moorage.paths import roles_dir
 
@@ -205,13 +206,6 @@ def watcher_settings(consul: ConsulDev, prefix: Path, port: int, token_file: Pat
     }
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @contextmanager
