@@ -13,7 +13,7 @@ from moorage.lab.host import debian_mirror, run
 
 SUITE = "bookworm"
 # Bump when the recipe below changes, so an old image is never reused for a new recipe.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-apt",
     "iproute2", "iputils-ping", "procps", "curl", "ca-certificates", "less",
@@ -28,6 +28,13 @@ KbdInteractiveAuthentication no
 HostKey /etc/ssh/ssh_host_ed25519_key
 UseDNS no
 """
+# Units that have no job in a lab machine: the apt timers would take the dpkg lock from under
+# Ansible's apt tasks at random moments, and e2scrub checks LVM volumes a container has none of.
+MASKED_UNITS = (
+    "systemd-networkd-wait-online.service",  # the network is static and never goes "online" upstream
+    "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
+    "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer",
+)  # fmt: skip
 
 
 def image_inputs() -> dict[str, object]:
@@ -51,8 +58,9 @@ def _build(root: Path, mirror: str) -> None:
 def _configure(root: Path) -> None:
     """Make the image a good container guest: networkd on, apt from the lab repo only, key-only sshd."""
     run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service"], what="enabling systemd-networkd in the image")
-    # Nothing should wait for a network that is configured statically and never goes "online" upstream.
-    run(["systemctl", f"--root={root}", "mask", "systemd-networkd-wait-online.service"], what="masking wait-online")
+    run(["systemctl", f"--root={root}", "mask", *MASKED_UNITS], what="masking units a lab machine has no use for")
+    # pam_env reads it at every SSH login and logs an error when it is missing.
+    (root / "etc/default/locale").write_text("LANG=C.UTF-8\n")
     for host_key in (root / "etc/ssh").glob("ssh_host_*"):
         host_key.unlink()  # every machine gets its own, written when it is created
     (root / "etc/ssh/sshd_config.d/moorage-lab.conf").write_text(SSHD_CONFIG)

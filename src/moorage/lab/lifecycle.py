@@ -35,6 +35,7 @@ from moorage.paths import ansible_root
 BOOT_TIMEOUT_SECONDS = 180
 # The name becomes nspawn machine names (NAME-1, ...): nspawn accepts letters, digits, '-' and '.' only.
 LAB_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,40}")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # systemd colours its console messages
 
 
 @dataclass(frozen=True)
@@ -82,20 +83,23 @@ def up(host_count: int, progress: Progress | None = None) -> LabStatus:
         key = ensure_key(name)
         wanted = _plan(name, network, host_count)
         _remove_machines([machine for machine in _existing_machines(name) if machine.index > host_count])
+        launches = {
+            machine.hostname: machine_ops.nspawn_command(
+                machine, base_image=base_image, apt_repo=apt_repo, bridge=network.bridge
+            )
+            for machine in wanted
+        }
         with progress.step(f"{host_count} machine(s) booted"):
             actions = {
-                machine.hostname: _converge_machine(machine, wanted, base_image, apt_repo, network, key)
+                machine.hostname: _converge_machine(machine, wanted, base_image, launches[machine.hostname], key)
                 for machine in wanted
             }
-            system_states = _wait_until_ready(wanted, key)
+            _wait_until_ready(wanted, launches, key, progress)
         inventory = _write_inventory(name, wanted, key)
-        for hostname, state in system_states.items():
-            if state != "running":
-                progress.note(f"{hostname}: system is {state}")
     return LabStatus(
         name=name, bridge=network.bridge, subnet=network.subnet, inventory=str(inventory), ssh_key=str(key),
         machines=[
-            _machine_status(machine, system_states[machine.hostname], actions[machine.hostname]) for machine in wanted
+            _machine_status(machine, "running", actions[machine.hostname]) for machine in wanted
         ],
     )  # fmt: skip
 
@@ -218,12 +222,10 @@ def _existing_machines(name: str) -> list[Machine]:
 
 
 def _converge_machine(
-    machine: Machine, wanted: list[Machine], base_image: Path, apt_repo: Path, network: LabNetwork, key: Path
+    machine: Machine, wanted: list[Machine], base_image: Path, launch: tuple[list[str], dict[str, str]], key: Path
 ) -> str:
     """Start the machine unless it already runs with exactly this configuration; say what was done."""
-    argv, environment = machine_ops.nspawn_command(
-        machine, base_image=base_image, apt_repo=apt_repo, bridge=network.bridge
-    )
+    argv, environment = launch
     files = machine_ops.machine_files(machine, all_machines=wanted, public_key=key.with_suffix(".pub").read_text())
     fingerprint = machine_ops.fingerprint(argv, environment, files)
     running = machine_ops.nspawn_pid(machine) is not None
@@ -250,29 +252,62 @@ def _remove_machines(machines: list[Machine]) -> None:
         shutil.rmtree(machine.directory, ignore_errors=True)
 
 
-def _wait_until_ready(machines: list[Machine], key: Path) -> dict[str, str]:
-    """Wait until every machine answers SSH and systemd finished booting; return each one's system state."""
+def _wait_until_ready(
+    machines: list[Machine], launches: dict[str, tuple[list[str], dict[str, str]]], key: Path, progress: Progress
+) -> None:
+    """Wait until every machine answers SSH and its systemd finished booting with every unit up.
+
+    A machine whose nspawn stops while booting is started once more (saying why); a machine that
+    stops again, or boots "degraded", fails ``up`` with a line naming its console log or failed units.
+    """
     with ThreadPoolExecutor(max_workers=len(machines)) as pool:
-        states = list(pool.map(lambda machine: _wait_one(machine, key), machines))
-    return {machine.hostname: state for machine, state in zip(machines, states, strict=True)}
+        list(pool.map(lambda machine: _wait_one(machine, launches[machine.hostname], key, progress), machines))
 
 
-def _wait_one(machine: Machine, key: Path) -> str:
+def _wait_one(machine: Machine, launch: tuple[list[str], dict[str, str]], key: Path, progress: Progress) -> None:
     deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
+    restarted = False
     while time.monotonic() < deadline:
         if machine_ops.nspawn_pid(machine) is None:
-            raise MoorageError(
-                f"{machine.hostname} ({machine.machine_name}) stopped while booting: {_last_line(machine.console_log)}"
-                f" (console log: {machine.console_log})"
-            )
+            reason = _stop_reason(machine)
+            if restarted:
+                raise MoorageError(f"{machine.hostname} ({machine.machine_name}) stopped while booting, twice: {reason}")
+            progress.note(f"{machine.hostname} ({machine.machine_name}) stopped while booting ({reason}); starting it again")
+            machine_ops.stop([machine], graceful=False)  # whatever is left of it
+            machine_ops.start(machine, *launch)
+            restarted = True
+            continue
         try:
             result = run_remote(key, machine.address, "systemctl is-system-running --wait", timeout=60)
         except subprocess.TimeoutExpired:
             continue
-        if result.returncode != 255:  # 255: ssh itself failed (sshd not up yet)
-            return result.stdout.strip() or "unknown"
-        time.sleep(0.2)
-    raise MoorageError(f"{machine.hostname} did not answer SSH within {BOOT_TIMEOUT_SECONDS}s (console log: {machine.console_log})")
+        if result.returncode == 255:  # ssh itself failed (sshd not up yet)
+            time.sleep(0.2)
+            continue
+        state = result.stdout.strip() or "unknown"
+        if state == "running":
+            if machine_ops.nspawn_pid(machine) is not None:  # nspawn may have died while systemd answered
+                return
+            continue
+        raise MoorageError(f"{machine.hostname} ({machine.machine_name}) booted {state}: {_failed_units(machine, key)}")
+    raise MoorageError(
+        f"{machine.hostname} did not finish booting within {BOOT_TIMEOUT_SECONDS}s (console log: {machine.console_log})"
+    )
+
+
+def _stop_reason(machine: Machine) -> str:
+    """How the machine's nspawn ended and the console's last line, for a one-line message."""
+    exit_reason = machine_ops.exit_reason(machine)
+    console = f"{_last_line(machine.console_log)} (console log: {machine.console_log})"
+    return f"{exit_reason}; {console}" if exit_reason else console
+
+
+def _failed_units(machine: Machine, key: Path) -> str:
+    """The machine's failed units, named, and where to read why."""
+    listed = run_remote(key, machine.address, "systemctl list-units --failed --plain --no-legend", timeout=30)
+    units = [line.split()[0] for line in listed.stdout.splitlines() if line.strip()]
+    named = ", ".join(units) if units else "no failed unit listed"
+    return f"failed units: {named} (see `moorage lab ssh {machine.hostname} -- journalctl -b -p err`)"
 
 
 def _probe(machine: Machine, key: Path) -> str:
@@ -336,5 +371,6 @@ def _read(path: Path) -> str | None:
 
 
 def _last_line(path: Path) -> str:
-    lines = [line for line in (_read(path) or "").splitlines() if line.strip()]
+    """The console log's last non-empty line, without terminal colour codes."""
+    lines = [ANSI_ESCAPE.sub("", line) for line in (_read(path) or "").splitlines() if line.strip()]
     return lines[-1] if lines else "no console output"

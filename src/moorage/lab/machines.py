@@ -27,6 +27,8 @@ from moorage.lab.image import APT_REPO_MOUNT
 MACHINE_ENV = "MOORAGE_MACHINE"
 STOP_TIMEOUT_SECONDS = 20.0
 NSPAWN_PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
+# Each machine's own cgroup, under this directory in every hierarchy nspawn uses (see _cgroups).
+CGROUP_PARENT = "moorage-lab"
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,21 @@ def prepare(machine: Machine, files: dict[str, str]) -> None:
 
 
 def start(machine: Machine, argv: list[str], environment: dict[str, str]) -> int:
-    """Boot the machine in the background (its own session: it outlives this process); return nspawn's PID."""
+    """Boot the machine in the background (its own session: it outlives this process); return nspawn's PID.
+
+    nspawn starts in the machine's own cgroup: without systemd on the host, nspawn puts the container
+    in ``payload`` below the cgroup it was started in, so machines started from one cgroup would share
+    their systemd's unit cgroups and remove each other's (units failing with "Failed to attach to cgroup").
+    """
+    cgroup_procs = []
+    for cgroup in _cgroups(machine):
+        cgroup.mkdir(parents=True, exist_ok=True)
+        cgroup_procs.append(str(cgroup / "cgroup.procs"))
+
+    def join_own_cgroups() -> None:  # in the child, before exec
+        for procs in cgroup_procs:
+            Path(procs).write_text("0")  # 0: the writing process
+
     with machine.console_log.open("ab") as console:
         process = subprocess.Popen(
             argv,
@@ -143,9 +159,26 @@ def start(machine: Machine, argv: list[str], environment: dict[str, str]) -> int
             stderr=subprocess.STDOUT,
             env={**os.environ, **environment},
             start_new_session=True,
+            preexec_fn=join_own_cgroups,
         )
     machine.pid_file.write_text(f"{process.pid}\n")
     return process.pid
+
+
+def exit_reason(machine: Machine) -> str:
+    """How the machine's nspawn (a child of this process) ended, e.g. "exit status 1"; "" if unknown."""
+    pid = _read_pid(machine.pid_file)
+    if pid is None:
+        return ""
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return ""
+    if reaped != pid:
+        return ""
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 def nspawn_pid(machine: Machine) -> int | None:
@@ -187,6 +220,29 @@ def stop(machines: list[Machine], *, graceful: bool = True) -> None:
         veth = f"vb-{machine.machine_name}"  # nspawn's name for it (an altname when shortened)
         if subprocess.run(["ip", "link", "show", "dev", veth], capture_output=True, check=False).returncode == 0:
             subprocess.run(["ip", "link", "delete", "dev", veth], capture_output=True, check=False)
+        _remove_cgroups(machine)
+
+
+def _cgroups(machine: Machine) -> list[Path]:
+    """The machine's cgroup in the hierarchies nspawn places containers in: name=systemd and cgroup2."""
+    hierarchies = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mount_point, fs_type, options = line.split()[:4]
+        if fs_type == "cgroup2" or (fs_type == "cgroup" and "name=systemd" in options.split(",")):
+            hierarchies.append(Path(mount_point))
+    return [hierarchy / CGROUP_PARENT / machine.machine_name for hierarchy in hierarchies]
+
+
+def _remove_cgroups(machine: Machine) -> None:
+    """Remove the machine's (now empty) cgroups, deepest first; the shared parent stays."""
+    for cgroup in _cgroups(machine):
+        if not cgroup.is_dir():
+            continue
+        for directory, _, _ in sorted(os.walk(cgroup), key=lambda entry: len(entry[0]), reverse=True):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass
 
 
 def _processes_of(machine_name: str, *, include_nspawn: bool) -> list[int]:
