@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from conftest import VALID_SPEC
+from spec_samples import VALID_SPEC
 from moorage.spec.loader import SpecInvalid, load_spec
 from moorage.spec.model import ServiceSpec
 
