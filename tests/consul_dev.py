@@ -1,9 +1,11 @@
 """A real Consul dev agent on loopback for tests that talk to Consul (no mock).
 
 The binary is Debian bullseye's ``consul`` 1.8.7, the same build the lab installs. It comes
-from the lab's apt repository (``moorage.lab.ensure_apt_repo``) when that exists, otherwise
-it is fetched once with ``apt-get download`` through a private sources list (the host's apt
-configuration is never changed) and cached under ``/var/cache/moorage/consul-dev``.
+from a lab apt repository already built under the cache root (``moorage lab up`` builds one;
+this helper never starts that build), otherwise it is fetched once with ``apt-get download``
+through a private sources list (the host's apt configuration is never changed) and cached under
+``/var/cache/moorage/consul-dev``. The helper creates every directory it uses, so it works
+whichever of the two caches exists (tests/unit/test_consul_dev.py covers each case).
 
 Each agent gets its own free ports and data, so several test sessions (and several
 engineers) can run side by side. ``acl=True`` starts it with ACLs on, default policy deny,
@@ -38,19 +40,24 @@ BULLSEYE_SOURCE = (
 )
 
 
+def _cache_root() -> Path:
+    return Path(os.environ.get("MOORAGE_CACHE_DIR", "/var/cache/moorage"))
+
+
 def _cache_dir() -> Path:
-    return Path(os.environ.get("MOORAGE_CACHE_DIR", "/var/cache/moorage")) / "consul-dev"
+    return _cache_root() / "consul-dev"
+
+
+def lab_repo_debs() -> list[Path]:
+    """Consul packages of finished lab apt repositories (``apt/KEY/``; a ``KEY.building`` is not finished)."""
+    repos = _cache_root() / "apt"
+    return sorted(deb for deb in repos.glob("*/consul_*.deb") if not deb.parent.name.endswith(".building"))
 
 
 def _consul_deb() -> Path:
-    try:
-        from moorage.lab import ensure_apt_repo  # type: ignore[attr-defined]
-    except ImportError:
-        ensure_apt_repo = None
-    if ensure_apt_repo is not None:
-        found = sorted(Path(ensure_apt_repo()).rglob("consul_*.deb"))
-        if found:
-            return found[-1]
+    found = lab_repo_debs()
+    if found:
+        return found[-1]
     debs = _cache_dir() / "debs"
     found = sorted(debs.glob("consul_*.deb"))
     if found:
@@ -83,10 +90,16 @@ def consul_binary() -> Path:
     root = _cache_dir() / "root" / deb.stem
     binary = root / "usr" / "bin" / "consul"
     if not binary.exists():
+        _cache_dir().mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=_cache_dir()))
         subprocess.run(["dpkg-deb", "-x", str(deb), str(staging)], check=True)
         root.parent.mkdir(parents=True, exist_ok=True)
-        staging.rename(root)
+        try:
+            staging.rename(root)
+        except OSError:
+            if not binary.exists():  # not another test session that extracted it meanwhile
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
     return binary
 
 
