@@ -9,9 +9,10 @@ Use it by naming the ``lab`` fixture::
         lab.group("docker_hosts")          # the hosts in one inventory group
         lab.run("lab-2", "systemctl is-active ssh")   # over SSH; raises unless exit 0 (check=False to inspect)
 
-The lab is named ``moorage-test`` and has 4 hosts (layout in docs/lab.md). The fixture sets
-``MOORAGE_LAB=moorage-test`` for the session, so ``moorage`` commands run without ``-i`` use it.
-An already running ``moorage-test`` lab is reused (``lab up`` is idempotent); it is torn down at
+The lab is named ``moorage-test`` (``MOORAGE_TEST_LAB`` names another, so several checkouts can
+run their suites side by side) and has 4 hosts (layout in docs/lab.md). The fixture sets
+``MOORAGE_LAB`` to that name for the session, so ``moorage`` commands run without ``-i`` use it.
+An already running lab of that name is reused (``lab up`` is idempotent); it is torn down at
 the end of the session unless ``MOORAGE_KEEP_LAB=1``. Without root, systemd-nspawn or debootstrap
 the fixture fails with the reason: an end-to-end test never silently skips.
 """
@@ -33,7 +34,7 @@ from moorage.lab.ssh import run_remote
 from moorage.vault import read_consul_secrets
 from platform_cli import Platform, platform_up
 
-SESSION_LAB_NAME = "moorage-test"
+SESSION_LAB_NAME = os.environ.get("MOORAGE_TEST_LAB", "moorage-test")
 SESSION_LAB_HOSTS = 4
 
 
