@@ -52,6 +52,8 @@ test-e2e: setup
 	$(BIN)/pytest tests/e2e
 
 lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/ansible-lint roles playbooks
 
 bench: setup

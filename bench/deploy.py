@@ -29,10 +29,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO / "tests"))
 
+from http_load import HttpLoad  # noqa: E402  (a shared helper of the tests)
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from http_load import HttpLoad  # noqa: E402  (a shared helper of the tests)
 from moorage.inventory import load_inventory  # noqa: E402
 from moorage.lab.paths import inventory_path as lab_inventory_path  # noqa: E402
 
@@ -66,7 +66,11 @@ def app_start_seconds(samples: int = 5) -> float:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         started = time.monotonic()
-        app = subprocess.Popen([sys.executable, str(REPO / "examples/hello/app/app.py"), "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        app = subprocess.Popen(
+            [sys.executable, str(REPO / "examples/hello/app/app.py"), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             while True:
                 try:
@@ -136,10 +140,26 @@ def main() -> None:
     RESULTS.write_text(json.dumps(document, indent=2) + "\n")
 
     table = Table(title=f"moorage deploy: examples/hello, 3 instances on 3 hosts (lab {arguments.lab}, {os.cpu_count()} CPUs)")
-    for column in ("run", "rolling deploy s", "floor s", "no-op re-deploy s", "no-op Ansible changed", "requests under load", "failed requests"):
+    for column in (
+        "run",
+        "rolling deploy s",
+        "floor s",
+        "no-op re-deploy s",
+        "no-op Ansible changed",
+        "requests under load",
+        "failed requests",
+    ):
         table.add_column(column, justify="right")
     for number, row in enumerate(rows, start=1):
-        table.add_row(str(number), f"{row['rolling_seconds']:.1f}", f"{floor:.1f}", f"{row['noop_seconds']:.1f}", str(row["noop_ansible_changed"]), str(row["requests"]), str(row["failed_requests"]))
+        table.add_row(
+            str(number),
+            f"{row['rolling_seconds']:.1f}",
+            f"{floor:.1f}",
+            f"{row['noop_seconds']:.1f}",
+            str(row["noop_ansible_changed"]),
+            str(row["requests"]),
+            str(row["failed_requests"]),
+        )
     Console().print(table)
     Console().print(f"floor = 3 batches x (app start {start:.2f}s + minHealthy 3s); results in {RESULTS}")
 

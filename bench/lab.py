@@ -21,10 +21,10 @@ from rich.table import Table
 
 os.environ["MOORAGE_LAB"] = "bench-lab"
 
-from moorage import lab  # noqa: E402  (after choosing the lab)
-from moorage.lab.aptrepo import ensure_apt_repo  # noqa: E402
-from moorage.lab.image import ensure_base_image  # noqa: E402
-from moorage.lab.paths import lab_dir  # noqa: E402
+from moorage import lab
+from moorage.lab.aptrepo import ensure_apt_repo
+from moorage.lab.image import ensure_base_image
+from moorage.lab.paths import lab_dir
 
 RESULTS = Path(__file__).parent / "results" / "lab.json"
 IDLE_SETTLE_SECONDS = 10

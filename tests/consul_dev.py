@@ -73,10 +73,14 @@ def _download_consul_deb(debs: Path) -> Path:
     sources = apt_dir / "bullseye.sources"
     sources.write_text(BULLSEYE_SOURCE)
     options = [
-        "-o", f"Dir::Etc::SourceList={sources}",
-        "-o", "Dir::Etc::SourceParts=/dev/null",
-        "-o", f"Dir::State::Lists={apt_dir / 'lists'}",
-        "-o", f"Dir::Cache={apt_dir / 'cache'}",
+        "-o",
+        f"Dir::Etc::SourceList={sources}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::State::Lists={apt_dir / 'lists'}",
+        "-o",
+        f"Dir::Cache={apt_dir / 'cache'}",
     ]
     subprocess.run(["apt-get", *options, "update", "-qq"], check=True)
     debs.mkdir(parents=True, exist_ok=True)

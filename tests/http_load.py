@@ -51,7 +51,17 @@ class LoadSummary:
 class HttpLoad:
     """Constant traffic from ``threads`` threads until the ``with`` block ends (or ``limit_seconds``)."""
 
-    def __init__(self, address: str, host_header: str, *, path: str = "/", threads: int = 4, interval: float = 0.02, port: int = 80, limit_seconds: float = 900) -> None:
+    def __init__(
+        self,
+        address: str,
+        host_header: str,
+        *,
+        path: str = "/",
+        threads: int = 4,
+        interval: float = 0.02,
+        port: int = 80,
+        limit_seconds: float = 900,
+    ) -> None:
         self.address, self.host_header, self.path, self.port = address, host_header, path, port
         self.interval = interval
         self.limit_seconds = limit_seconds

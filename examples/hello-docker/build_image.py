@@ -75,7 +75,7 @@ def busybox_from_deb(deb: Path) -> bytes:
 
 
 def lab_busybox_deb() -> Path:
-    from moorage.lab.aptrepo import ensure_apt_repo  # noqa: PLC0415 (only when no --deb is given)
+    from moorage.lab.aptrepo import ensure_apt_repo
 
     found = sorted(ensure_apt_repo().rglob("busybox-static_*.deb"))
     if not found:

@@ -75,7 +75,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
     def verify_file(self, path: str) -> bool:
         return super().verify_file(path) and path.endswith(("consul.yml", "consul.yaml"))
 
-    def parse(self, inventory, loader, path, cache=True):  # noqa: ANN001 - Ansible's signature
+    def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         nodes = self._get("/v1/catalog/nodes")
@@ -120,7 +120,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         group = self.inventory.add_group(self._sanitize_group_name(raw_name))
         self.inventory.add_child(group, host)
 
-    def _get(self, api_path: str):  # noqa: ANN202 - JSON of any shape
+    def _get(self, api_path: str):
         query = {"dc": self.get_option("datacenter")} if self.get_option("datacenter") else {}
         url = self.get_option("url").rstrip("/") + api_path + (f"?{urlencode(query)}" if query else "")
         headers = {"X-Consul-Token": self.get_option("token")} if self.get_option("token") else {}
@@ -132,5 +132,5 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 validate_certs=self.get_option("validate_certs"),
             )
             return json.loads(response.read())
-        except Exception as error:  # noqa: BLE001 - any failure is one clear inventory error
+        except Exception as error:
             raise AnsibleError(f"consul inventory: GET {url} failed: {error}") from error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import click
@@ -25,9 +26,7 @@ for module in (spec, render, lab, platform, deploy):
 
 def _wants_json(arguments: list[str]) -> bool:
     """Whether ``--output json`` was asked for (errors raised before a command runs honour it too)."""
-    return "--output=json" in arguments or any(
-        flag == "--output" and value == "json" for flag, value in zip(arguments, arguments[1:])
-    )
+    return "--output=json" in arguments or any(flag == "--output" and value == "json" for flag, value in itertools.pairwise(arguments))
 
 
 def main() -> None:

@@ -132,7 +132,11 @@ def run_playbook(
     collector = _ResultCollector(name, reporter)
     # MOORAGE_KEEP_RUNS=DIR keeps each run's ansible-runner directory (events, artifacts) under DIR.
     keep_under = os.environ.get("MOORAGE_KEEP_RUNS")
-    run_dir = nullcontext(tempfile.mkdtemp(prefix="moorage-run-", dir=keep_under)) if keep_under else tempfile.TemporaryDirectory(prefix="moorage-run-")
+    run_dir = (
+        nullcontext(tempfile.mkdtemp(prefix="moorage-run-", dir=keep_under))
+        if keep_under
+        else tempfile.TemporaryDirectory(prefix="moorage-run-")
+    )
     with run_dir as private_data_dir:
         runner = ansible_runner.run(
             private_data_dir=private_data_dir,
@@ -200,6 +204,6 @@ def _host_stats(data: Mapping[str, Any]) -> dict[str, HostStats]:
     for column, attribute in columns.items():
         for host, count in (data.get(column) or {}).items():
             setattr(hosts.setdefault(host, HostStats()), attribute, count)
-    for host in (data.get("processed") or {}):
+    for host in data.get("processed") or {}:
         hosts.setdefault(host, HostStats())
     return hosts

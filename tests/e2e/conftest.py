@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from platform_cli import Platform, platform_up
 
 from moorage import lab as lab_api
 from moorage.errors import MoorageError
 from moorage.lab.progress import TextProgress
 from moorage.lab.ssh import run_remote
 from moorage.vault import read_consul_secrets
-from platform_cli import Platform, platform_up
 
 SESSION_LAB_NAME = os.environ.get("MOORAGE_TEST_LAB", "moorage-test")
 SESSION_LAB_HOSTS = 4

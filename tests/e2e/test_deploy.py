@@ -24,10 +24,9 @@ from typing import Any
 
 import pytest
 import requests
-
 from http_load import HttpLoad, LoadSummary
-from waiting import eventually
 from platform_cli import Platform
+from waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -104,11 +103,12 @@ class Deployment:
     def unit_pids(self) -> dict[str, tuple[str, int]]:
         """instance id -> (host, MainPID of its unit) for every hello instance in Consul."""
         return {
-            row["instance"]: (row["host"], int(self.platform.lab.run(row["host"], f"systemctl show -p MainPID --value moorage-{row['instance']}.service").stdout))
+            row["instance"]: (
+                row["host"],
+                int(self.platform.lab.run(row["host"], f"systemctl show -p MainPID --value moorage-{row['instance']}.service").stdout),
+            )
             for row in self.status()
         }
-
-
 
 
 def spec_text(*, env: str = "{GREETING: hi}") -> str:
@@ -226,7 +226,9 @@ class LoadedRollout:
 
 def lock_holder(deployment: Deployment, service: str) -> str | None:
     api = deployment.platform.consul_api("lab-1")
-    response = requests.get(f"{api}/kv/moorage/services/{service}/lock", headers={"X-Consul-Token": deployment.platform.management_token}, timeout=10)
+    response = requests.get(
+        f"{api}/kv/moorage/services/{service}/lock", headers={"X-Consul-Token": deployment.platform.management_token}, timeout=10
+    )
     held = response.status_code == 200 and response.json()[0].get("Session")
     return "held" if held else None
 
@@ -234,7 +236,18 @@ def lock_holder(deployment: Deployment, service: str) -> str | None:
 @pytest.fixture(scope="module")
 def v2(deployment: Deployment, v1: Run) -> LoadedRollout:
     env = {**os.environ, "MOORAGE_KEEP_RUNS": str(deployment.runs_dir)}
-    args = ("deploy", str(deployment.spec), "--version", "2", "--output", "json", "--secrets", str(deployment.secrets), "--vault-password-file", str(deployment.vault_password))
+    args = (
+        "deploy",
+        str(deployment.spec),
+        "--version",
+        "2",
+        "--output",
+        "json",
+        "--secrets",
+        str(deployment.secrets),
+        "--vault-password-file",
+        str(deployment.vault_password),
+    )
     with deployment.load() as load:
         first = subprocess.Popen([MOORAGE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         eventually(lambda: lock_holder(deployment, "hello"), within=60, every=0.2, what="the first deploy holding the lock")
@@ -282,7 +295,9 @@ def test_v3_that_never_gets_healthy_stops_at_the_first_batch_and_reverts(deploym
 
 def test_rollback_to_the_release_of_v1(deployment: Deployment, v2: LoadedRollout) -> None:
     # Release 1 on a fresh lab; the newest release of version 1 on a kept one (MOORAGE_KEEP_LAB=1).
-    v1_release = [release for release in deployment.releases() if release["version"] == "1" and release["status"] == "deployed"][-1]["number"]
+    v1_release = [release for release in deployment.releases() if release["version"] == "1" and release["status"] == "deployed"][-1][
+        "number"
+    ]
     run = deployment.with_secrets("rollback", "hello", "--to", str(v1_release), "--output", "json")
     assert run.returncode == 0, run.stderr[-3000:]
     assert all(answer.endswith("version 1") for answer in deployment.answers())
@@ -357,7 +372,11 @@ def docker_spec(deployment: Deployment) -> Path:
     directory.mkdir()
     spec = directory / "moorage.yml"
     spec.write_text((REPO / "examples/hello-docker/moorage.yml").read_text())
-    subprocess.run([sys.executable, str(REPO / "examples/hello-docker/build_image.py"), "-o", str(directory / "image.tar")], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(REPO / "examples/hello-docker/build_image.py"), "-o", str(directory / "image.tar")],
+        check=True,
+        capture_output=True,
+    )
     return spec
 
 
@@ -408,7 +427,9 @@ def test_an_unreachable_host_is_one_line_exit_2_and_changes_nothing(deployment: 
     inventory = deployment.work / "unreachable.yml"
     text = deployment.platform.lab.inventory.read_text()
     # A fifth app host that nothing answers for: loopback port 1.
-    text = text.replace("  hosts:\n    lab-1:\n", "  hosts:\n    ghost:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n    lab-1:\n", 1)
+    text = text.replace(
+        "  hosts:\n    lab-1:\n", "  hosts:\n    ghost:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n    lab-1:\n", 1
+    )
     text = text.replace("    app:\n      hosts:\n", "    app:\n      hosts:\n        ghost:\n", 1)
     inventory.write_text(text)
     releases_before = deployment.releases()

@@ -28,9 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def moorage(*args: str, lab: str = LAB) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [MOORAGE, *args], capture_output=True, text=True, env={**os.environ, "MOORAGE_LAB": lab}, check=False
-    )
+    return subprocess.run([MOORAGE, *args], capture_output=True, text=True, env={**os.environ, "MOORAGE_LAB": lab}, check=False)
 
 
 def last_json_document(stdout: str) -> dict[str, Any]:

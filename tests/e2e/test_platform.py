@@ -16,15 +16,13 @@ from typing import Any
 
 import pytest
 import requests
+from platform_cli import Platform, platform_up
 from ruamel.yaml import YAML
+from waiting import eventually
 
 from moorage.vault import secrets_dir
-from waiting import eventually
-from platform_cli import Platform, platform_up
 
 pytestmark = pytest.mark.e2e
-
-
 
 
 def consul_get(platform: Platform, host: str, path: str, token: str | None = None) -> requests.Response:
@@ -118,7 +116,9 @@ def test_a_failing_service_fires_alerts_through_alertmanager(platform: Platform,
     alertmanager = f"http://{platform.lab.group('monitoring')[0].address}:9093/api/v2/alerts"
 
     def received() -> bool | None:
-        names = {a["labels"]["alertname"] for a in requests.get(alertmanager, timeout=10).json() if a["labels"].get("job") == failing_service}
+        names = {
+            a["labels"]["alertname"] for a in requests.get(alertmanager, timeout=10).json() if a["labels"].get("job") == failing_service
+        }
         return True if names >= wanted else None
 
     eventually(received, within=60, every=2, what=f"Alertmanager received {wanted} for {failing_service}")

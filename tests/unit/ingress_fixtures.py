@@ -63,14 +63,14 @@ class Backend:
         answer = f"backend {name}\n".encode()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -163,9 +163,7 @@ class Ingress:
 
 
 def run_watcher(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [HOST_PYTHON, "-I", str(WATCHER), *args], capture_output=True, text=True, timeout=60, env=env or {}, check=False
-    )
+    return subprocess.run([HOST_PYTHON, "-I", str(WATCHER), *args], capture_output=True, text=True, timeout=60, env=env or {}, check=False)
 
 
 def nginx_main_config(prefix: Path, output: Path) -> str:
@@ -206,8 +204,6 @@ def watcher_settings(consul: ConsulDev, prefix: Path, port: int, token_file: Pat
     }
 
 
-
-
 @contextmanager
 def start_ingress(consul: ConsulDev, prefix: Path, token: str, token_in_env: bool = False) -> Iterator[Ingress]:
     """NGINX on a free loopback port plus the watcher daemon; the token from a 0600 file or the env."""
@@ -233,7 +229,7 @@ def start_ingress(consul: ConsulDev, prefix: Path, token: str, token_in_env: boo
     watcher_log = prefix / "logs" / "watcher.log"
     env = {"CONSUL_HTTP_TOKEN": token} if token_in_env else {}
     with open(watcher_log, "wb") as log:
-        eventually(lambda: (prefix / "logs" / "nginx.pid").exists(), timeout=10)
+        eventually((prefix / "logs" / "nginx.pid").exists, timeout=10)
         watcher = subprocess.Popen(
             [HOST_PYTHON, "-I", str(WATCHER), "--config", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env
         )

@@ -76,10 +76,16 @@ def test_example_service_variables(inventory: Path) -> None:
         "env": {"GREETING": "hi"},
         "secrets": [],
         "health": {
-            "kind": "http", "http": "/healthz", "tcp": False, "command": None,
-            "interval": "2s", "interval_seconds": 2,
-            "timeout": "1s", "timeout_seconds": 1,
-            "deregister_after": "5m", "deregister_after_seconds": 300,
+            "kind": "http",
+            "http": "/healthz",
+            "tcp": False,
+            "command": None,
+            "interval": "2s",
+            "interval_seconds": 2,
+            "timeout": "1s",
+            "timeout_seconds": 1,
+            "deregister_after": "5m",
+            "deregister_after_seconds": 300,
         },
         "routes": [{"host": "hello.example.test", "path": "/"}],
         "metrics": {"path": "/metrics"},
@@ -87,8 +93,10 @@ def test_example_service_variables(inventory: Path) -> None:
         "volumes": [],
         "update": {
             "max_parallel": 1,
-            "min_healthy": "3s", "min_healthy_seconds": 3,
-            "healthy_deadline": "1m", "healthy_deadline_seconds": 60,
+            "min_healthy": "3s",
+            "min_healthy_seconds": 3,
+            "healthy_deadline": "1m",
+            "healthy_deadline_seconds": 60,
             "auto_revert": True,
             "canary": 0,
         },
@@ -100,9 +108,7 @@ def test_instances_are_the_plan_on_the_inventory_group(inventory: Path) -> None:
     service = load_spec(EXAMPLE_SPEC)
     instances = render(service, EXAMPLE_SPEC, inventory)["moorage_instances"]
     expected = place(service, load_inventory(inventory).hosts("app"))
-    assert instances == [
-        {"id": i.id, "index": i.index, "host": i.host, "address": i.address, "port": i.port} for i in expected
-    ]
+    assert instances == [{"id": i.id, "index": i.index, "host": i.host, "address": i.address, "port": i.port} for i in expected]
     # three instances on two hosts (maxPerHost 2): one host runs two, on 8080 and 8081
     ports_by_host: dict[str, list[int]] = {}
     for instance in instances:
@@ -127,7 +133,7 @@ def test_docker_service_variables(docker_spec: Path, inventory: Path) -> None:
 
 def test_no_resources_are_none(tmp_path: Path, inventory: Path) -> None:
     spec_file = tmp_path / "plain.yml"
-    spec_file.write_text(DOCKER_SPEC.replace("  resources: {memory: 1Gi, cpu: \"2\"}\n", "").replace("  imageArchive: images/api.tar\n", ""))
+    spec_file.write_text(DOCKER_SPEC.replace('  resources: {memory: 1Gi, cpu: "2"}\n', "").replace("  imageArchive: images/api.tar\n", ""))
     resources = render(load_spec(spec_file), spec_file, inventory)["moorage_service"]["resources"]
     assert resources == {"memory": None, "memory_max": None, "cpu": None, "cpu_quota": None, "cpus": None}
 

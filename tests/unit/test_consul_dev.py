@@ -12,9 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import consul_dev
+import pytest
 
 
 def _agent_answers() -> None:

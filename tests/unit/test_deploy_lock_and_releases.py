@@ -32,9 +32,8 @@ def client(agent: ConsulDev) -> consul.Consul:
 
 def test_second_deploy_is_refused_naming_holder_and_version(client: consul.Consul) -> None:
     with DeployLock(client, "hello", version="2", action="deploy"):
-        with pytest.raises(Locked) as refused:
-            with DeployLock(client, "hello", version="3", action="deploy"):
-                pytest.fail("two holders at once")
+        with pytest.raises(Locked) as refused, DeployLock(client, "hello", version="3", action="deploy"):
+            pytest.fail("two holders at once")
         assert refused.value.exit_code == 3
         message = str(refused.value)
         assert "version 2" in message and "@" in message and "deploy" in message
@@ -81,14 +80,15 @@ def test_a_crashed_deploy_loses_its_lock_when_its_session_expires(agent: ConsulD
 
 def test_anonymous_cannot_take_the_lock(agent: ConsulDev) -> None:
     anonymous = consul.Consul(host=agent.host, port=agent.port)
-    with pytest.raises(consul.ConsulException):
-        with DeployLock(anonymous, "hello", version="1", action="deploy"):
-            pytest.fail("anonymous got the lock")
+    with pytest.raises(consul.ConsulException), DeployLock(anonymous, "hello", version="1", action="deploy"):
+        pytest.fail("anonymous got the lock")
 
 
 def test_releases_are_numbered_and_the_last_five_kept(client: consul.Consul) -> None:
     store = ReleaseStore(client, "numbered")
-    made = [store.create(version=str(v), spec_hash=f"h{v}", variables={"moorage_service": {"v": v}}, status="deployed") for v in range(1, 8)]
+    made = [
+        store.create(version=str(v), spec_hash=f"h{v}", variables={"moorage_service": {"v": v}}, status="deployed") for v in range(1, 8)
+    ]
     assert [release.number for release in made] == list(range(1, 8))
     kept = store.all()
     assert [release.number for release in kept] == list(range(8 - KEEP, 8))

@@ -91,9 +91,7 @@ def test_the_newest_schema_is_newer_than_1_30() -> None:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize(
-    "body", [MINIMAL, FULL, DOCKER_TCP, COMMAND_HEALTH], ids=["minimal", "full", "docker-tcp", "command-health"]
-)
+@pytest.mark.parametrize("body", [MINIMAL, FULL, DOCKER_TCP, COMMAND_HEALTH], ids=["minimal", "full", "docker-tcp", "command-health"])
 def test_every_manifest_passes_strict_schema_validation(body: dict[str, Any], version: str) -> None:
     for manifest in render(service(body)):
         kubernetes_validate.validate(manifest, version, strict=True)
@@ -218,7 +216,9 @@ def test_command_probe_with_placeholders_expands_them_in_a_shell_and_nothing_els
 
 
 def test_rolling_update_from_update() -> None:
-    deployment = only(render(service(dict(MINIMAL, replicas=4, update={"maxParallel": 2, "minHealthy": "5s", "healthyDeadline": "2m"}))), "Deployment")
+    deployment = only(
+        render(service(dict(MINIMAL, replicas=4, update={"maxParallel": 2, "minHealthy": "5s", "healthyDeadline": "2m"}))), "Deployment"
+    )
     assert deployment["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2, "maxSurge": 0}}
     assert deployment["spec"]["minReadySeconds"] == 5
     assert deployment["spec"]["progressDeadlineSeconds"] == 120
@@ -246,7 +246,11 @@ def test_grace_period_and_scrape_annotations() -> None:
     template = only(render(service(FULL)), "StatefulSet")["spec"]["template"]
     assert template["spec"]["terminationGracePeriodSeconds"] == 45
     annotations = template["metadata"]["annotations"]
-    assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/path"], annotations["prometheus.io/port"]) == ("true", "/metrics", "8080")
+    assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/path"], annotations["prometheus.io/port"]) == (
+        "true",
+        "/metrics",
+        "8080",
+    )
     assert "prometheus.io/scrape" not in only(render(service(MINIMAL)), "Deployment")["spec"]["template"]["metadata"].get("annotations", {})
 
 

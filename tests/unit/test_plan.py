@@ -133,9 +133,7 @@ def test_instances_are_numbered_and_carry_their_host_address() -> None:
 
 
 def test_placement_does_not_depend_on_the_order_the_inventory_lists_hosts() -> None:
-    assert place(service(replicas=5, max_per_host=2), hosts(3)) == place(
-        service(replicas=5, max_per_host=2), list(reversed(hosts(3)))
-    )
+    assert place(service(replicas=5, max_per_host=2), hosts(3)) == place(service(replicas=5, max_per_host=2), list(reversed(hosts(3))))
 
 
 def test_first_instance_on_a_host_gets_the_port_and_others_the_next_ports() -> None:

@@ -38,8 +38,14 @@ def test_every_instance_becomes_a_target_labelled_with_its_worst_check(bridge: M
         ],
     )
     assert groups == [
-        {"targets": ["10.9.9.9:8080"], "labels": {"job": "hello", "node": "lab-1", "consul_service_id": "hello-1", "consul_health": "warning"}},
-        {"targets": ["10.0.0.2:8081"], "labels": {"job": "hello", "node": "lab-2", "consul_service_id": "hello-2", "consul_health": "critical"}},
+        {
+            "targets": ["10.9.9.9:8080"],
+            "labels": {"job": "hello", "node": "lab-1", "consul_service_id": "hello-1", "consul_health": "warning"},
+        },
+        {
+            "targets": ["10.0.0.2:8081"],
+            "labels": {"job": "hello", "node": "lab-2", "consul_service_id": "hello-2", "consul_health": "critical"},
+        },
     ]
 
 

@@ -90,9 +90,7 @@ def test_validate_without_a_file_is_a_usage_error() -> None:
     assert run("validate").exit_code == 2
 
 
-def test_the_installed_command_exits_2_with_one_line_per_problem_and_no_traceback(
-    write_spec: WriteSpec, valid_spec_text: str
-) -> None:
+def test_the_installed_command_exits_2_with_one_line_per_problem_and_no_traceback(write_spec: WriteSpec, valid_spec_text: str) -> None:
     write_spec(valid_spec_text, "good.yml")
     write_spec(b"kind: \xff\n", "binary.yml")
     write_spec("- a\n- b\n", "list.yml")
@@ -103,9 +101,7 @@ def test_the_installed_command_exits_2_with_one_line_per_problem_and_no_tracebac
         text=True,
         check=False,
     )
-    good = subprocess.run(
-        [sys.executable, "-m", "moorage", "validate", "good.yml"], capture_output=True, text=True, check=False
-    )
+    good = subprocess.run([sys.executable, "-m", "moorage", "validate", "good.yml"], capture_output=True, text=True, check=False)
 
     assert (bad.returncode, bad.stdout) == (2, "")
     assert bad.stderr.splitlines() == [
@@ -155,9 +151,7 @@ def test_the_example_spec_validates_against_the_schema(spec_schema: dict[str, An
     ("old", "new"),
     [("replicas: 3", "replica: 3"), ("maxPerHost: 1", "maxperhost: 1"), ("kind: Service", "kind: Service\nextra: 1")],
 )
-def test_the_schema_refuses_a_misspelt_key(
-    spec_schema: dict[str, Any], valid_spec_text: str, old: str, new: str
-) -> None:
+def test_the_schema_refuses_a_misspelt_key(spec_schema: dict[str, Any], valid_spec_text: str, old: str, new: str) -> None:
     with pytest.raises(jsonschema.ValidationError, match="Additional properties are not allowed"):
         jsonschema.Draft202012Validator(spec_schema).validate(as_data(valid_spec_text.replace(old, new)))
 

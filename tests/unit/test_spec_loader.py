@@ -24,9 +24,7 @@ def test_spec_invalid_is_bad_input_with_exit_status_2(write_spec: WriteSpec, val
         load_spec(write_spec(valid_spec_text.replace("replicas: 3", "replicas: many")))
 
     assert isinstance(raised.value, BadInput) and raised.value.exit_code == EXIT_BAD_INPUT
-    assert raised.value.diagnostics == [
-        Diagnostic("moorage.yml", 9, 13, "spec.replicas", "expected a whole number, got 'many'")
-    ]
+    assert raised.value.diagnostics == [Diagnostic("moorage.yml", 9, 13, "spec.replicas", "expected a whole number, got 'many'")]
 
 
 # --- wrong values: the position of the value ---------------------------------------------------
@@ -35,45 +33,62 @@ def test_spec_invalid_is_bad_input_with_exit_status_2(write_spec: WriteSpec, val
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("interval: 2s", "interval: soon", "14:38: error: spec.health.interval: expected a duration such as '2s', "
-         "'5m' or '1m30s', got 'soon'"),
-        ("runtime: systemd", "runtime: sytemd", "6:12: error: spec.runtime: must be 'systemd' or 'docker', "
-         "got 'sytemd' (did you mean 'systemd'?)"),
-        ("name: hello", "name: Hello_World", "4:9: error: metadata.name: must be lowercase letters, digits and '-', "
-         "starting and ending with a letter or digit, got 'Hello_World'"),
-        ("memory: 256Mi", "memory: lots", "18:23: error: spec.resources.memory: expected a memory quantity such as "
-         "'256Mi' or '1Gi', got 'lots'"),
-        ("cpu: 500m", "cpu: fast", "18:35: error: spec.resources.cpu: expected a CPU quantity such as '500m' or '2', "
-         "got 'fast'"),
+        (
+            "interval: 2s",
+            "interval: soon",
+            "14:38: error: spec.health.interval: expected a duration such as '2s', '5m' or '1m30s', got 'soon'",
+        ),
+        (
+            "runtime: systemd",
+            "runtime: sytemd",
+            "6:12: error: spec.runtime: must be 'systemd' or 'docker', got 'sytemd' (did you mean 'systemd'?)",
+        ),
+        (
+            "name: hello",
+            "name: Hello_World",
+            "4:9: error: metadata.name: must be lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit, got 'Hello_World'",
+        ),
+        (
+            "memory: 256Mi",
+            "memory: lots",
+            "18:23: error: spec.resources.memory: expected a memory quantity such as '256Mi' or '1Gi', got 'lots'",
+        ),
+        ("cpu: 500m", "cpu: fast", "18:35: error: spec.resources.cpu: expected a CPU quantity such as '500m' or '2', got 'fast'"),
         ("port: 8080", "port: 80800", "11:9: error: spec.port: must be less than or equal to 65535, got 80800"),
-        ("path: /var/lib/hello", "path: var/lib/hello", "20:26: error: spec.volumes[0].path: must be an absolute path "
-         "(starting with /), got 'var/lib/hello'"),
-        ("host: hello.example.test", "host: Hello World", "16:14: error: spec.routes[0].host: must be a lowercase "
-         "host name such as hello.example.test, got 'Hello World'"),
-        ('"--port", "${PORT}"', '"--port", 8080', "8:44: error: spec.command[3]: expected a string, got 8080 "
-         "(quote it to use it as text)"),
-        ("placement: {group: app, maxPerHost: 1}", "placement: [app]", "10:14: error: spec.placement: expected a "
-         "mapping, got a list"),
-        ("secrets: [API_TOKEN]", "secrets: API_TOKEN", "13:12: error: spec.secrets: expected a list, "
-         "got 'API_TOKEN'"),
-        ("autoRevert: true", "autoRevert: maybe", "21:78: error: spec.update.autoRevert: expected true or false, "
-         "got 'maybe'"),
-        ("signal: SIGTERM", "signal: TERM", "22:18: error: spec.stop.signal: must be 'SIGTERM', 'SIGINT', 'SIGQUIT', "
-         "'SIGHUP', 'SIGUSR1', 'SIGUSR2' or 'SIGKILL', got 'TERM' (did you mean 'SIGTERM'?)"),
-        ("apiVersion: moorage/v1", "apiVersion: moorage/v2", "1:13: error: apiVersion: must be 'moorage/v1', "
-         "got 'moorage/v2' (did you mean 'moorage/v1'?)"),
+        (
+            "path: /var/lib/hello",
+            "path: var/lib/hello",
+            "20:26: error: spec.volumes[0].path: must be an absolute path (starting with /), got 'var/lib/hello'",
+        ),
+        (
+            "host: hello.example.test",
+            "host: Hello World",
+            "16:14: error: spec.routes[0].host: must be a lowercase host name such as hello.example.test, got 'Hello World'",
+        ),
+        ('"--port", "${PORT}"', '"--port", 8080', "8:44: error: spec.command[3]: expected a string, got 8080 (quote it to use it as text)"),
+        ("placement: {group: app, maxPerHost: 1}", "placement: [app]", "10:14: error: spec.placement: expected a mapping, got a list"),
+        ("secrets: [API_TOKEN]", "secrets: API_TOKEN", "13:12: error: spec.secrets: expected a list, got 'API_TOKEN'"),
+        ("autoRevert: true", "autoRevert: maybe", "21:78: error: spec.update.autoRevert: expected true or false, got 'maybe'"),
+        (
+            "signal: SIGTERM",
+            "signal: TERM",
+            "22:18: error: spec.stop.signal: must be 'SIGTERM', 'SIGINT', 'SIGQUIT', "
+            "'SIGHUP', 'SIGUSR1', 'SIGUSR2' or 'SIGKILL', got 'TERM' (did you mean 'SIGTERM'?)",
+        ),
+        (
+            "apiVersion: moorage/v1",
+            "apiVersion: moorage/v2",
+            "1:13: error: apiVersion: must be 'moorage/v1', got 'moorage/v2' (did you mean 'moorage/v1'?)",
+        ),
     ],
 )
-def test_a_wrong_value_is_reported_at_the_value(
-    write_spec: WriteSpec, valid_spec_text: str, old: str, new: str, expected: str
-) -> None:
+def test_a_wrong_value_is_reported_at_the_value(write_spec: WriteSpec, valid_spec_text: str, old: str, new: str, expected: str) -> None:
     assert old in valid_spec_text
     assert problems(write_spec(valid_spec_text.replace(old, new))) == [f"moorage.yml:{expected}"]
 
 
-def test_an_env_name_that_is_no_variable_name_is_reported_at_the_key(
-    write_spec: WriteSpec, valid_spec_text: str
-) -> None:
+def test_an_env_name_that_is_no_variable_name_is_reported_at_the_key(write_spec: WriteSpec, valid_spec_text: str) -> None:
     text = valid_spec_text.replace("env: {GREETING: hi}", "env: {GREETING: hi, bad-name: x}")
 
     assert problems(write_spec(text)) == [
@@ -95,17 +110,20 @@ def test_an_empty_value_is_reported_at_its_key(write_spec: WriteSpec) -> None:
     ("old", "new", "expected"),
     [
         ("replicas: 3", "replica: 3", "9:3: error: spec.replica: unknown field 'replica' (did you mean 'replicas'?)"),
-        ("maxPerHost: 1", "maxperhost: 1", "10:27: error: spec.placement.maxperhost: unknown field 'maxperhost' "
-         "(did you mean 'maxPerHost'?)"),
-        ("interval: 2s", "intervall: 2s", "14:28: error: spec.health.intervall: unknown field 'intervall' "
-         "(did you mean 'interval'?)"),
-        ("{host: hello.example.test, path: /}", "{host: hello.example.test, pth: /}", "16:34: error: "
-         "spec.routes[0].pth: unknown field 'pth' (did you mean 'path'?)"),
+        (
+            "maxPerHost: 1",
+            "maxperhost: 1",
+            "10:27: error: spec.placement.maxperhost: unknown field 'maxperhost' (did you mean 'maxPerHost'?)",
+        ),
+        ("interval: 2s", "intervall: 2s", "14:28: error: spec.health.intervall: unknown field 'intervall' (did you mean 'interval'?)"),
+        (
+            "{host: hello.example.test, path: /}",
+            "{host: hello.example.test, pth: /}",
+            "16:34: error: spec.routes[0].pth: unknown field 'pth' (did you mean 'path'?)",
+        ),
     ],
 )
-def test_a_misspelt_key_gets_did_you_mean(
-    write_spec: WriteSpec, valid_spec_text: str, old: str, new: str, expected: str
-) -> None:
+def test_a_misspelt_key_gets_did_you_mean(write_spec: WriteSpec, valid_spec_text: str, old: str, new: str, expected: str) -> None:
     found = problems(write_spec(valid_spec_text.replace(old, new)))
 
     assert found[0] == f"moorage.yml:{expected}"
@@ -156,8 +174,7 @@ def test_a_missing_artifact_names_the_field_and_where_it_was_looked_for(
     text = valid_spec_text.replace("artifact: ./app", "artifact: ./build/app.tar.gz")
 
     assert problems(write_spec(text)) == [
-        f"moorage.yml:7:13: error: spec.artifact: ./build/app.tar.gz not found "
-        f"(looked for {spec_dir.resolve()}/build/app.tar.gz)"
+        f"moorage.yml:7:13: error: spec.artifact: ./build/app.tar.gz not found (looked for {spec_dir.resolve()}/build/app.tar.gz)"
     ]
 
 
@@ -167,9 +184,7 @@ def test_a_missing_image_archive_is_an_error_at_its_field(write_spec: WriteSpec)
         "  runtime: docker\n  image: web:1.0\n  imageArchive: web.tar\n"
     )
 
-    assert problems(write_spec(text))[0].startswith(
-        "moorage.yml:7:17: error: spec.imageArchive: web.tar not found (looked for "
-    )
+    assert problems(write_spec(text))[0].startswith("moorage.yml:7:17: error: spec.imageArchive: web.tar not found (looked for ")
 
 
 @pytest.mark.parametrize(
@@ -213,15 +228,12 @@ def test_an_image_archive_path_resolves_next_to_the_spec(write_spec: WriteSpec, 
 
 def test_not_yaml(write_spec: WriteSpec) -> None:
     assert problems(write_spec("apiVersion: moorage/v1\nspec: [unclosed\n")) == [
-        "moorage.yml:3:1: error: not valid YAML: while parsing a flow sequence; expected ',' or ']', "
-        "but got '<stream end>'"
+        "moorage.yml:3:1: error: not valid YAML: while parsing a flow sequence; expected ',' or ']', but got '<stream end>'"
     ]
 
 
 def test_not_yaml_mapping_values_in_one_line(write_spec: WriteSpec) -> None:
-    assert problems(write_spec("kind: Service: x\n")) == [
-        "moorage.yml:1:14: error: not valid YAML: mapping values are not allowed here"
-    ]
+    assert problems(write_spec("kind: Service: x\n")) == ["moorage.yml:1:14: error: not valid YAML: mapping values are not allowed here"]
 
 
 def test_a_control_character(write_spec: WriteSpec) -> None:
@@ -250,9 +262,7 @@ def test_a_plain_string_instead_of_a_mapping(write_spec: WriteSpec) -> None:
 
 
 def test_a_duplicate_key_is_reported_with_the_other_problems(write_spec: WriteSpec, valid_spec_text: str) -> None:
-    text = valid_spec_text.replace("  replicas: 3\n", "  replicas: 3\n  replicas: 4\n").replace(
-        "port: 8080", "port: http"
-    )
+    text = valid_spec_text.replace("  replicas: 3\n", "  replicas: 3\n  replicas: 4\n").replace("port: 8080", "port: http")
 
     assert problems(write_spec(text)) == [
         "moorage.yml:10:3: error: spec.replicas: duplicate key 'replicas' (first defined on line 9)",
@@ -263,9 +273,7 @@ def test_a_duplicate_key_is_reported_with_the_other_problems(write_spec: WriteSp
 def test_a_duplicate_key_in_a_flow_mapping_of_a_list_item(write_spec: WriteSpec, valid_spec_text: str) -> None:
     text = valid_spec_text.replace("{host: hello.example.test, path: /}", "{host: a.test, host: b.test}")
 
-    assert problems(write_spec(text)) == [
-        "moorage.yml:16:22: error: spec.routes[0].host: duplicate key 'host' (first defined on line 16)"
-    ]
+    assert problems(write_spec(text)) == ["moorage.yml:16:22: error: spec.routes[0].host: duplicate key 'host' (first defined on line 16)"]
 
 
 def test_a_second_document(write_spec: WriteSpec, valid_spec_text: str) -> None:
@@ -277,9 +285,7 @@ def test_a_second_document(write_spec: WriteSpec, valid_spec_text: str) -> None:
 def test_a_file_that_is_not_utf8(write_spec: WriteSpec) -> None:
     content = "apiVersion: moorage/v1\nkind: Service\nmetadata: {name: café}\n".encode("latin-1")
 
-    assert problems(write_spec(content)) == [
-        "moorage.yml:3:21: error: not UTF-8 text (byte 0xe9); save the file as UTF-8"
-    ]
+    assert problems(write_spec(content)) == ["moorage.yml:3:21: error: not UTF-8 text (byte 0xe9); save the file as UTF-8"]
 
 
 def test_a_missing_file(spec_dir: Path) -> None:

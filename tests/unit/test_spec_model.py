@@ -134,8 +134,7 @@ def test_rules_across_fields_point_at_the_field_to_blame(write_spec: Callable[..
     text = valid_spec_text.replace("maxPerHost: 1", "maxPerHost: 2").replace("canary: 0", "canary: 4")
 
     assert problems(write_spec(text)) == [
-        "moorage.yml:10:39: error: spec.placement.maxPerHost: must be 1 for a service with volumes "
-        "(each instance owns its host's volume)",
+        "moorage.yml:10:39: error: spec.placement.maxPerHost: must be 1 for a service with volumes (each instance owns its host's volume)",
         "moorage.yml:21:92: error: spec.update.canary: canary 4 is more than replicas 3",
     ]
 
@@ -143,9 +142,7 @@ def test_rules_across_fields_point_at_the_field_to_blame(write_spec: Callable[..
 def test_health_takes_exactly_one_kind_of_check(write_spec: Callable[..., Path], valid_spec_text: str) -> None:
     text = valid_spec_text.replace("{http: /healthz,", "{http: /healthz, tcp: true,")
 
-    assert problems(write_spec(text)) == [
-        "moorage.yml:14:11: error: spec.health: set exactly one of http, tcp or command (got http, tcp)"
-    ]
+    assert problems(write_spec(text)) == ["moorage.yml:14:11: error: spec.health: set exactly one of http, tcp or command (got http, tcp)"]
 
 
 def test_a_docker_service_needs_an_image_and_no_artifact(write_spec: Callable[..., Path], valid_spec_text: str) -> None:

@@ -15,16 +15,45 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-
 from spec_samples import VALID_SPEC
+
 from moorage.spec.loader import SpecInvalid, load_spec
 from moorage.spec.model import ServiceSpec
 
 DIAGNOSTIC_LINE = re.compile(r"^moorage\.yml:(\d+):(\d+): error: \S[^\n]*$")
 # Values a spec field might plausibly (or implausibly) hold.
 TELLING_TEXT = st.sampled_from(
-    ["", "2s", "0s", "5m", "256Mi", "500m", "${PORT}", "${NOPE}", "/", "/x y", "systemd", "docker", "SIGTERM",
-     "yes", "null", "~", "-1", "hello.example.test", "Hello", "a" * 70, "[", "{", ":", "- x", "&a", "*a", "!!int", "a\x00b", "../" * 2000]
+    [
+        "",
+        "2s",
+        "0s",
+        "5m",
+        "256Mi",
+        "500m",
+        "${PORT}",
+        "${NOPE}",
+        "/",
+        "/x y",
+        "systemd",
+        "docker",
+        "SIGTERM",
+        "yes",
+        "null",
+        "~",
+        "-1",
+        "hello.example.test",
+        "Hello",
+        "a" * 70,
+        "[",
+        "{",
+        ":",
+        "- x",
+        "&a",
+        "*a",
+        "!!int",
+        "a\x00b",
+        "../" * 2000,
+    ]
 )
 SCALARS = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12) | TELLING_TEXT
 YAML_VALUES = st.recursive(

@@ -296,10 +296,7 @@ def render_proxy_settings(settings: Settings) -> list[str]:
 
 def render_location(route: Route, upstream: str | None) -> list[str]:
     """One route: exact path plus everything below it (``/`` is a plain prefix)."""
-    if upstream is None:
-        action = f'return 503 "no healthy instance for {route}\\n";'
-    else:
-        action = f"proxy_pass http://{upstream};"
+    action = f'return 503 "no healthy instance for {route}\\n";' if upstream is None else f"proxy_pass http://{upstream};"
     if route.path == "/":
         return [f"    location / {{ {action} }}"]
     return [
@@ -521,7 +518,9 @@ class CatalogWatcher:
     def start(self) -> None:
         self.spawn(catalog_path(), {}, self.on_catalog, threading.Event(), "catalog")
 
-    def spawn(self, path: str, params: Mapping[str, str | int], deliver: Callable[[object], None], stop: threading.Event, name: str) -> None:
+    def spawn(
+        self, path: str, params: Mapping[str, str | int], deliver: Callable[[object], None], stop: threading.Event, name: str
+    ) -> None:
         thread = threading.Thread(
             target=blocking_watch, args=(self.client, path, params, deliver, stop, self.settings), name=name, daemon=True
         )

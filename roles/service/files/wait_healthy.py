@@ -23,7 +23,8 @@ def instance_checks(agent_url: str, service_id: str) -> list[dict]:
     with urllib.request.urlopen(request, timeout=5) as response:
         checks = json.load(response)
     return [
-        check for check in checks.values()
+        check
+        for check in checks.values()
         if check.get("ServiceID") == service_id and not check["CheckID"].startswith("_service_maintenance:")
     ]
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ from moorage.deploy.connection import platform_access
 from moorage.deploy.identity import content_version, spec_hash
 from moorage.deploy.operations import Outcome, RolloutFailed, Session
 from moorage.deploy.releases import ReleaseStore
-from moorage.deploy.rollout import PlaybookContext
 from moorage.deploy.remote import ssh_argv
+from moorage.deploy.rollout import PlaybookContext
 from moorage.errors import BadInput, MoorageError
 from moorage.inventory import resolve_inventory
 from moorage.output import console, emit_event, emit_json, emit_result, err_console, output_option
@@ -27,11 +27,25 @@ from moorage.spec.loader import load_spec
 from moorage.spec.units import parse_duration
 from moorage.targets.classic import render
 
-inventory_option = click.option("-i", "--inventory", "inventory", type=click.Path(path_type=Path), default=None, help="Ansible inventory (default: the running lab's).")
+inventory_option = click.option(
+    "-i", "--inventory", "inventory", type=click.Path(path_type=Path), default=None, help="Ansible inventory (default: the running lab's)."
+)
+
+
 def secrets_options(command: Any) -> Any:
     """``--secrets FILE --vault-password-file P``: every command that (re)starts instances needs the values."""
-    command = click.option("--vault-password-file", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Opens the --secrets vault.")(command)
-    return click.option("--secrets", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None, help="Ansible Vault file with the spec's secrets.")(command)
+    command = click.option(
+        "--vault-password-file",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="Opens the --secrets vault.",
+    )(command)
+    return click.option(
+        "--secrets",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="Ansible Vault file with the spec's secrets.",
+    )(command)
 
 
 def _secrets_pair(secrets: Path | None, vault_password_file: Path | None) -> None:
@@ -39,7 +53,9 @@ def _secrets_pair(secrets: Path | None, vault_password_file: Path | None) -> Non
         raise BadInput("--secrets needs --vault-password-file")
 
 
-lock_wait_option = click.option("--lock-wait", default="0s", show_default=True, help="How long to wait for another deploy of the service to finish, e.g. 2m.")
+lock_wait_option = click.option(
+    "--lock-wait", default="0s", show_default=True, help="How long to wait for another deploy of the service to finish, e.g. 2m."
+)
 
 
 def _session(
@@ -53,7 +69,9 @@ def _session(
     else:
         reporter = LiveProgressReporter()
         say = lambda line: err_console.print(f"[bold]>[/bold] {line}", markup=True)  # noqa: E731
-    context = PlaybookContext(inventory=inventory_path, consul_vault_file=access.consul_vault_file, secrets_file=secrets, reporter=reporter, say=say)
+    context = PlaybookContext(
+        inventory=inventory_path, consul_vault_file=access.consul_vault_file, secrets_file=secrets, reporter=reporter, say=say
+    )
     try:
         wait = parse_duration(lock_wait)
     except ValueError as error:
@@ -82,12 +100,28 @@ def _run(output_format: str, work: Callable[[], Outcome]) -> None:
 @click.command()
 @click.argument("spec_file", type=click.Path(path_type=Path))
 @inventory_option
-@click.option("--version", "version", default=None, help="The version instances get as MOORAGE_VERSION (default: a hash of artifact and spec).")
-@click.option("--canary", type=click.IntRange(min=1), default=None, help="Start N instances of the new release beside the old; `moorage promote` rolls the rest, `moorage rollback` drops them.")
+@click.option(
+    "--version", "version", default=None, help="The version instances get as MOORAGE_VERSION (default: a hash of artifact and spec)."
+)
+@click.option(
+    "--canary",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Start N instances of the new release beside the old; `moorage promote` rolls the rest, `moorage rollback` drops them.",
+)
 @secrets_options
 @lock_wait_option
 @output_option
-def deploy(spec_file: Path, inventory: Path | None, version: str | None, canary: int | None, secrets: Path | None, vault_password_file: Path | None, lock_wait: str, output_format: str) -> None:
+def deploy(
+    spec_file: Path,
+    inventory: Path | None,
+    version: str | None,
+    canary: int | None,
+    secrets: Path | None,
+    vault_password_file: Path | None,
+    lock_wait: str,
+    output_format: str,
+) -> None:
     """Roll SPEC_FILE out: health-gated, batch by batch, reverting on failure."""
     _secrets_pair(secrets, vault_password_file)
     session, reporter = _session(inventory, output_format, lock_wait, secrets, vault_password_file)
@@ -122,7 +156,15 @@ def plan(spec_file: Path, inventory: Path | None, version: str | None, output_fo
     rows = service_status.changes(current, variables, version, spec_hash(variables["moorage_service"]))
     changing = [row for row in rows if row["action"] != "keep"]
     if output_format == "json":
-        emit_json({"service": service.name, "version": version, "current_release": None if current is None else current.number, "changes": rows, "changed": bool(changing)})
+        emit_json(
+            {
+                "service": service.name,
+                "version": version,
+                "current_release": None if current is None else current.number,
+                "changes": rows,
+                "changed": bool(changing),
+            }
+        )
         return
     table = Table("host", "instance", "port", "action")
     for row in rows:
@@ -172,7 +214,15 @@ def releases(service: str, inventory: Path | None, output_format: str) -> None:
 @secrets_options
 @lock_wait_option
 @output_option
-def rollback(service: str, to: int | None, inventory: Path | None, secrets: Path | None, vault_password_file: Path | None, lock_wait: str, output_format: str) -> None:
+def rollback(
+    service: str,
+    to: int | None,
+    inventory: Path | None,
+    secrets: Path | None,
+    vault_password_file: Path | None,
+    lock_wait: str,
+    output_format: str,
+) -> None:
     """Roll SERVICE back to an earlier release (as a new release, the same rolling way)."""
     _secrets_pair(secrets, vault_password_file)
     session, reporter = _session(inventory, output_format, lock_wait, secrets, vault_password_file)
@@ -186,7 +236,9 @@ def rollback(service: str, to: int | None, inventory: Path | None, secrets: Path
 @secrets_options
 @lock_wait_option
 @output_option
-def scale(assignment: str, inventory: Path | None, secrets: Path | None, vault_password_file: Path | None, lock_wait: str, output_format: str) -> None:
+def scale(
+    assignment: str, inventory: Path | None, secrets: Path | None, vault_password_file: Path | None, lock_wait: str, output_format: str
+) -> None:
     """Add or remove instances without touching the others."""
     name, _, count = assignment.partition("=")
     if not name or not count.isdigit():
@@ -203,7 +255,9 @@ def scale(assignment: str, inventory: Path | None, secrets: Path | None, vault_p
 @secrets_options
 @lock_wait_option
 @output_option
-def promote(service: str, inventory: Path | None, secrets: Path | None, vault_password_file: Path | None, lock_wait: str, output_format: str) -> None:
+def promote(
+    service: str, inventory: Path | None, secrets: Path | None, vault_password_file: Path | None, lock_wait: str, output_format: str
+) -> None:
     """Roll SERVICE's instances to its canary release, then remove the canaries."""
     _secrets_pair(secrets, vault_password_file)
     session, reporter = _session(inventory, output_format, lock_wait, secrets, vault_password_file)
@@ -223,11 +277,15 @@ def logs(service: str, inventory: Path | None, follow: bool, since: str | None) 
     rows = service_status.instances(client, service)
     if not rows:
         raise BadInput(f"{service}: no instances registered in Consul")
-    command = ["journalctl", "--no-pager", "-o", "short-iso", "-t", service] + (["-f"] if follow else []) + (["--since", since] if since else [])
+    command = (
+        ["journalctl", "--no-pager", "-o", "short-iso", "-t", service] + (["-f"] if follow else []) + (["--since", since] if since else [])
+    )
     failures: list[str] = []
 
     def stream(host: str) -> None:
-        with subprocess.Popen(ssh_argv(inventory_path, host, command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        with subprocess.Popen(
+            ssh_argv(inventory_path, host, command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as process:
             for line in process.stdout or []:
                 console.print(f"{host} {line.rstrip()}", markup=False)
             error = (process.stderr.read() if process.stderr else "").strip()

@@ -35,15 +35,20 @@ def to_yaml(documents: list[Any]) -> str:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--target", required=True, type=click.Choice(["kubernetes", "classic"]), help="What to render for.")
 @click.option(
-    "-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path),
+    "-o",
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
     help="Write files into this directory (kubernetes: one per object) instead of printing.",
 )
 @click.option(
-    "-i", "--inventory", type=click.Path(path_type=Path),
+    "-i",
+    "--inventory",
+    type=click.Path(path_type=Path),
     help="classic: Ansible inventory to place instances on (default: the running lab's).",
 )
 @click.option(
-    "--version", "release_version",
+    "--version",
+    "release_version",
     help="kubernetes: the release version (image tag NAME:VERSION for runtime systemd; MOORAGE_VERSION).",
 )
 @output_option
@@ -67,9 +72,7 @@ def render(
         _render_classic(service, file, resolve_inventory(inventory), output_dir, output_format)
 
 
-def _render_kubernetes(
-    service: ServiceSpec, release_version: str | None, output_dir: Path | None, output_format: OutputFormat
-) -> None:
+def _render_kubernetes(service: ServiceSpec, release_version: str | None, output_dir: Path | None, output_format: OutputFormat) -> None:
     manifests = kubernetes.render(service, release_version)
     if output_dir is None:
         if output_format == "json":
@@ -86,9 +89,7 @@ def _render_kubernetes(
     _report_files(written, output_format)
 
 
-def _render_classic(
-    service: ServiceSpec, spec_file: Path, inventory: Path, output_dir: Path | None, output_format: OutputFormat
-) -> None:
+def _render_classic(service: ServiceSpec, spec_file: Path, inventory: Path, output_dir: Path | None, output_format: OutputFormat) -> None:
     variables = classic.render(service, spec_file, inventory)
     if output_format == "text":
         err_console.print(_plan_table(variables["moorage_instances"], inventory))

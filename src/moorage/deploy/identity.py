@@ -22,7 +22,7 @@ def content_version(service_variables: dict[str, Any]) -> str:
     return digest.hexdigest()[:12]
 
 
-def _hash_path(path: Path, digest: "hashlib._Hash") -> None:
+def _hash_path(path: Path, digest: hashlib._Hash) -> None:
     files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts) if path.is_dir() else [path]
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())

@@ -68,12 +68,23 @@ def deploy(session: Session, spec_file: Path, version: str | None, canary: int |
     store = ReleaseStore(session.access.client, service.name)
     with DeployLock(session.access.client, service.name, version, "deploy", session.lock_wait):
         current = store.current()
-        if current is not None and current.version == version and current.spec_hash == digest and current.variables["moorage_instances"] == variables["moorage_instances"]:
+        if (
+            current is not None
+            and current.version == version
+            and current.spec_hash == digest
+            and current.variables["moorage_instances"] == variables["moorage_instances"]
+        ):
             with session.identities():
                 changed_tasks = recheck(session.context, current)
             return Outcome(
-                changed=False, release=current, report=None, ansible_changed=changed_tasks,
-                message=f"{service.name}: release {current.number} (version {version}) already deployed; no change (hosts checked, Ansible changed {changed_tasks})",
+                changed=False,
+                release=current,
+                report=None,
+                ansible_changed=changed_tasks,
+                message=(
+                    f"{service.name}: release {current.number} (version {version}) already deployed; "
+                    f"no change (hosts checked, Ansible changed {changed_tasks})"
+                ),
             )
         _refuse_during_canary(store)
         # What scale and promote need later: the spec as deployed, and the canaries beside the old.
@@ -160,15 +171,32 @@ def _drop_canaries(session: Session, store: ReleaseStore, canary: Release) -> Ou
         with session.identities():
             report = remove_instances(session.context, canary, canary.variables["canary_instances"])
         if report.failure is not None:
-            raise RolloutFailed(Outcome(changed=True, release=canary, report=report, message=f"{store.service}: dropping the canaries of release {canary.number} failed: {report.failure}"))
-        dropped = store.mark(canary, "reverted", note="canaries dropped by rollback", variables={**canary.variables, "canary_instances": []})
-        return Outcome(changed=True, release=dropped, report=report, message=f"{store.service}: canaries of release {canary.number} dropped ({', '.join(report.removed)})")
+            raise RolloutFailed(
+                Outcome(
+                    changed=True,
+                    release=canary,
+                    report=report,
+                    message=f"{store.service}: dropping the canaries of release {canary.number} failed: {report.failure}",
+                )
+            )
+        dropped = store.mark(
+            canary, "reverted", note="canaries dropped by rollback", variables={**canary.variables, "canary_instances": []}
+        )
+        return Outcome(
+            changed=True,
+            release=dropped,
+            report=report,
+            message=f"{store.service}: canaries of release {canary.number} dropped ({', '.join(report.removed)})",
+        )
 
 
 def _refuse_during_canary(store: ReleaseStore) -> None:
     latest = store.latest()
     if latest is not None and latest.status == "canary":
-        raise BadInput(f"{store.service}: release {latest.number} (version {latest.version}) is a canary; 'moorage promote {store.service}' or 'moorage rollback {store.service}' first")
+        raise BadInput(
+            f"{store.service}: release {latest.number} (version {latest.version}) is a canary; "
+            f"'moorage promote {store.service}' or 'moorage rollback {store.service}' first"
+        )
 
 
 def canary_instances(service: ServiceSpec, inventory: Path, count: int) -> list[dict[str, Any]]:
@@ -191,10 +219,19 @@ def _removed(current: Release | None, variables: dict[str, Any]) -> list[dict[st
 def _finish(store: ReleaseStore, release: Release, report: RolloutReport, success_status: str) -> Outcome:
     if report.failure is None:
         done = store.mark(release, success_status)  # type: ignore[arg-type]
-        return Outcome(changed=True, release=done, report=report, message=f"{store.service}: release {release.number} (version {release.version}) {success_status}")
+        return Outcome(
+            changed=True,
+            release=done,
+            report=report,
+            message=f"{store.service}: release {release.number} (version {release.version}) {success_status}",
+        )
     status = "reverted" if report.reverted else "failed"
     failed = store.mark(release, status, note=report.failure)
-    raise RolloutFailed(Outcome(changed=True, release=failed, report=report, message=f"{store.service}: release {release.number} {status}: {report.failure}"))
+    raise RolloutFailed(
+        Outcome(
+            changed=True, release=failed, report=report, message=f"{store.service}: release {release.number} {status}: {report.failure}"
+        )
+    )
 
 
 class RolloutFailed(MoorageError):

@@ -92,7 +92,7 @@ class ReleaseStore:
         # cas=0: only if the key does not exist yet (two writers never share a number).
         if not self.client.kv.put(release_key(self.service, number), release.to_json(), cas=0):
             raise RuntimeError(f"{self.service}: release {number} was written by someone else meanwhile")
-        self._prune(existing + [release])
+        self._prune([*existing, release])
         return release
 
     def latest(self) -> Release | None:
@@ -101,7 +101,12 @@ class ReleaseStore:
         return kept[-1] if kept else None
 
     def mark(self, release: Release, status: ReleaseStatus, note: str | None = None, variables: dict[str, Any] | None = None) -> Release:
-        updated = replace(release, status=status, note=release.note if note is None else note, variables=release.variables if variables is None else variables)
+        updated = replace(
+            release,
+            status=status,
+            note=release.note if note is None else note,
+            variables=release.variables if variables is None else variables,
+        )
         self.client.kv.put(release_key(self.service, release.number), updated.to_json())
         return updated
 

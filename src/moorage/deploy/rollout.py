@@ -62,7 +62,9 @@ def batches(instances: Sequence[Instance], size: int) -> list[list[Instance]]:
     return [list(instances[start : start + size]) for start in range(0, len(instances), size)]
 
 
-def run_phase(context: PlaybookContext, release: Release, phase: str, batch: Sequence[Instance] = (), instances: Sequence[Instance] | None = None) -> PlaybookResult:
+def run_phase(
+    context: PlaybookContext, release: Release, phase: str, batch: Sequence[Instance] = (), instances: Sequence[Instance] | None = None
+) -> PlaybookResult:
     service = release.variables["moorage_service"]
     extravars: dict[str, Any] = {
         "moorage_service": service,
@@ -111,7 +113,9 @@ def recheck(context: PlaybookContext, current: Release) -> int:
     return result.changed
 
 
-def roll(context: PlaybookContext, new: Release, previous: Release | None, targets: Sequence[Instance], removed: Sequence[Instance]) -> RolloutReport:
+def roll(
+    context: PlaybookContext, new: Release, previous: Release | None, targets: Sequence[Instance], removed: Sequence[Instance]
+) -> RolloutReport:
     """Prepare, switch ``targets`` batch by batch, then remove ``removed``; revert on failure."""
     service = new.variables["moorage_service"]
     report = RolloutReport(service=service["name"], release=new.number, version=new.version)

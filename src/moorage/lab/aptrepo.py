@@ -66,11 +66,20 @@ def _download_closure(repo: Path, base_image: Path, mirror: str, scratch: Path) 
     )
     run(
         [
-            "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", f"--machine=moorage-apt-{os.getpid()}",
-            f"--directory={base_image}", f"--overlay={base_image}:{upper}:/", "--resolv-conf=bind-host",
-            f"--bind={repo}:/var/cache/apt/archives", f"--bind-ro={config}:/moorage-build",
-            "/bin/sh", "-c", script,
-        ],  # fmt: skip
+            "systemd-nspawn",
+            "--quiet",
+            "--register=no",
+            "--keep-unit",
+            f"--machine=moorage-apt-{os.getpid()}",
+            f"--directory={base_image}",
+            f"--overlay={base_image}:{upper}:/",
+            "--resolv-conf=bind-host",
+            f"--bind={repo}:/var/cache/apt/archives",
+            f"--bind-ro={config}:/moorage-build",
+            "/bin/sh",
+            "-c",
+            script,
+        ],
         what=f"downloading {', '.join(PACKAGES)} from {mirror}",
     )
 

@@ -47,13 +47,9 @@ def raise_inotify_limits() -> list[str]:
     return changed
 
 
-def run(
-    argv: Sequence[str | Path], *, what: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> str:
+def run(argv: Sequence[str | Path], *, what: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
     """Run a program to completion; on failure raise one line naming ``what`` and the program's last words."""
-    result = subprocess.run(
-        [str(arg) for arg in argv], capture_output=True, text=True, env=env, cwd=cwd, check=False
-    )
+    result = subprocess.run([str(arg) for arg in argv], capture_output=True, text=True, env=env, cwd=cwd, check=False)
     if result.returncode != 0:
         last_words = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["no output"]
         raise MoorageError(f"{what} failed (exit {result.returncode}): {last_words[0]}")
@@ -71,7 +67,7 @@ def debian_mirror() -> str:
 def _apt_sources() -> list[tuple[str, list[str]]]:
     """(URI, suites) of every ``deb`` source, in one-line or deb822 format."""
     sources: list[tuple[str, list[str]]] = []
-    files = [APT_SOURCES] + sorted(APT_SOURCES_DIR.glob("*.list")) if APT_SOURCES_DIR.is_dir() else [APT_SOURCES]
+    files = [APT_SOURCES, *sorted(APT_SOURCES_DIR.glob("*.list"))] if APT_SOURCES_DIR.is_dir() else [APT_SOURCES]
     for path in files:
         if not path.is_file():
             continue
@@ -81,11 +77,11 @@ def _apt_sources() -> list[tuple[str, list[str]]]:
                 sources.append((words[1], [words[2]]))
     for path in sorted(APT_SOURCES_DIR.glob("*.sources")) if APT_SOURCES_DIR.is_dir() else []:
         for stanza in re.split(r"\n\s*\n", path.read_text()):
-            fields = dict(
-                (key.strip().lower(), value.strip())
+            fields = {
+                key.strip().lower(): value.strip()
                 for key, _, value in (line.partition(":") for line in stanza.splitlines() if not line.startswith("#"))
                 if value
-            )
+            }
             if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
                 sources.extend((uri, fields.get("suites", "").split()) for uri in fields.get("uris", "").split())
     return sources

@@ -37,7 +37,7 @@ def groups_for(index: int, host_count: int) -> tuple[str, ...]:
 
 def render(lab_name: str, hosts: list[tuple[str, str, tuple[str, ...]]], key: Path) -> str:
     """hosts.yml for ``hosts`` given as (hostname, address, groups)."""
-    ssh_args = " ".join(SSH_OPTIONS + ("-o", "ControlMaster=auto", "-o", "ControlPersist=60s"))
+    ssh_args = " ".join((*SSH_OPTIONS, "-o", "ControlMaster=auto", "-o", "ControlPersist=60s"))
     document = {
         "all": {
             "vars": {
@@ -48,10 +48,7 @@ def render(lab_name: str, hosts: list[tuple[str, str, tuple[str, ...]]], key: Pa
                 "moorage_lab": lab_name,
             },
             "hosts": {hostname: {"ansible_host": address} for hostname, address, _ in hosts},
-            "children": {
-                group: {"hosts": {hostname: None for hostname, _, groups in hosts if group in groups}}
-                for group in GROUPS
-            },
+            "children": {group: {"hosts": {hostname: None for hostname, _, groups in hosts if group in groups}} for group in GROUPS},
         }
     }
     stream = io.StringIO()

@@ -84,15 +84,12 @@ def up(host_count: int, progress: Progress | None = None) -> LabStatus:
         wanted = _plan(name, network, host_count)
         _remove_machines([machine for machine in _existing_machines(name) if machine.index > host_count])
         launches = {
-            machine.hostname: machine_ops.nspawn_command(
-                machine, base_image=base_image, apt_repo=apt_repo, bridge=network.bridge
-            )
+            machine.hostname: machine_ops.nspawn_command(machine, base_image=base_image, apt_repo=apt_repo, bridge=network.bridge)
             for machine in wanted
         }
         with progress.step(f"{host_count} machine(s) booted"):
             actions = {
-                machine.hostname: _converge_machine(machine, wanted, base_image, launches[machine.hostname], key)
-                for machine in wanted
+                machine.hostname: _converge_machine(machine, wanted, base_image, launches[machine.hostname], key) for machine in wanted
             }
             _wait_until_ready(wanted, launches, key, progress)
         inventory = _write_inventory(name, wanted, key)
@@ -210,9 +207,7 @@ def _existing_machines(name: str) -> list[Machine]:
     """Machines with a directory in the lab's state (running or not), in index order."""
     network = _saved_network(name) or LabNetwork(bridge=bridge_name(name), subnet="0.0.0.0/24")
     indexes = sorted(
-        int(match.group(1))
-        for entry in (lab_dir(name) / "machines").glob("lab-*")
-        if (match := re.fullmatch(r"lab-(\d+)", entry.name))
+        int(match.group(1)) for entry in (lab_dir(name) / "machines").glob("lab-*") if (match := re.fullmatch(r"lab-(\d+)", entry.name))
     )
     host_count = max(indexes, default=0)
     return [_machine(name, network, index, host_count) for index in indexes]
@@ -290,9 +285,7 @@ def _wait_one(machine: Machine, launch: tuple[list[str], dict[str, str]], key: P
                 return
             continue
         raise MoorageError(f"{machine.hostname} ({machine.machine_name}) booted {state}: {_failed_units(machine, key)}")
-    raise MoorageError(
-        f"{machine.hostname} did not finish booting within {BOOT_TIMEOUT_SECONDS}s (console log: {machine.console_log})"
-    )
+    raise MoorageError(f"{machine.hostname} did not finish booting within {BOOT_TIMEOUT_SECONDS}s (console log: {machine.console_log})")
 
 
 def _stop_reason(machine: Machine) -> str:

@@ -8,6 +8,7 @@ was started with (a machine whose fingerprint still matches is left running).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -98,10 +99,7 @@ def machine_files(machine: Machine, *, all_machines: list[Machine], public_key: 
     hosts = "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n" + "".join(
         f"{other.address} {other.hostname}\n" for other in all_machines
     )
-    network = (
-        f"[Match]\nName=host0\n\n[Network]\nAddress={machine.address}/24\n"
-        "LinkLocalAddressing=no\nIPv6AcceptRA=no\n"
-    )
+    network = f"[Match]\nName=host0\n\n[Network]\nAddress={machine.address}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n"
     return {
         "etc/hostname": machine.hostname + "\n",
         "etc/hosts": hosts,
@@ -159,7 +157,7 @@ def start(machine: Machine, argv: list[str], environment: dict[str, str]) -> int
             stderr=subprocess.STDOUT,
             env={**os.environ, **environment},
             start_new_session=True,
-            preexec_fn=join_own_cgroups,
+            preexec_fn=join_own_cgroups,  # noqa: PLW1509 -- runs before exec, no threads started yet
         )
     machine.pid_file.write_text(f"{process.pid}\n")
     return process.pid
@@ -239,10 +237,8 @@ def _remove_cgroups(machine: Machine) -> None:
         if not cgroup.is_dir():
             continue
         for directory, _, _ in sorted(os.walk(cgroup), key=lambda entry: len(entry[0]), reverse=True):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(directory)
-            except OSError:
-                pass
 
 
 def _processes_of(machine_name: str, *, include_nspawn: bool) -> list[int]:
@@ -297,10 +293,8 @@ def _alive(pid: int) -> bool:
 
 
 def _kill(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _read_pid(path: Path) -> int | None:

@@ -39,6 +39,4 @@ def ssh_argv(key: Path, address: str, *, interactive: bool = False, connect_time
 
 def run_remote(key: Path, address: str, command: str, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run a shell command on a machine; the result says how it went (no exception for a non-zero exit)."""
-    return subprocess.run(
-        [*ssh_argv(key, address), command], capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return subprocess.run([*ssh_argv(key, address), command], capture_output=True, text=True, timeout=timeout, check=False)

@@ -24,8 +24,8 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from moorage.errors import BadInput
-from moorage.spec.model import Location, ServiceSpec, semantic_errors
 from moorage.spec.messages import explain, format_path
+from moorage.spec.model import Location, ServiceSpec, semantic_errors
 
 SPEC_KEYS = "apiVersion, kind, metadata and spec"
 
@@ -49,10 +49,7 @@ class Diagnostic:
 
 
 # Control characters and line separators quoted from the file, each shown as its escape (\n, \x1b, \u2028).
-_ESCAPED_CONTROLS = {
-    code: chr(code).encode("unicode_escape").decode()
-    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
-}
+_ESCAPED_CONTROLS = {code: chr(code).encode("unicode_escape").decode() for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
 
 
 def _one_line(text: str) -> str:
@@ -92,9 +89,7 @@ def load_spec(path: Path) -> ServiceSpec:
         line = before.count(b"\n") + 1
         column = len(before.rsplit(b"\n", 1)[-1].decode("utf-8")) + 1
         byte = content[error.start]
-        raise SpecInvalid(
-            [Diagnostic(file, line, column, "", f"not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8")]
-        ) from None
+        raise SpecInvalid([Diagnostic(file, line, column, "", f"not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8")]) from None
     return load_spec_text(text, path)
 
 
@@ -108,9 +103,7 @@ def load_spec_text(text: str, path: Path) -> ServiceSpec:
     data = document.data
     if not isinstance(data, CommentedMap):
         line, column = document.node.start_mark.line + 1, document.node.start_mark.column + 1
-        raise SpecInvalid(
-            [Diagnostic(file, line, column, "", f"expected a mapping with {SPEC_KEYS}, got {_kind_of(data)}")]
-        )
+        raise SpecInvalid([Diagnostic(file, line, column, "", f"expected a mapping with {SPEC_KEYS}, got {_kind_of(data)}")])
     try:
         service = ServiceSpec.model_validate(_plain(data))
     except ValidationError as error:

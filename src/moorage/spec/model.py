@@ -98,17 +98,13 @@ class Health(SpecModel):
     command: list[str] | None = Field(default=None, min_length=1, description="Healthy when it exits 0.")
     interval: Duration = Field(default=timedelta(seconds=10), description="How often to check, e.g. 2s.")
     timeout: Duration = Field(default=timedelta(seconds=1), description="A check slower than this fails.")
-    deregister_after: Duration = Field(
-        default=timedelta(minutes=5), description="Remove an instance from Consul after failing this long."
-    )
+    deregister_after: Duration = Field(default=timedelta(minutes=5), description="Remove an instance from Consul after failing this long.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Health:
         kinds = [name for name, on in (("http", self.http is not None), ("tcp", self.tcp), ("command", self.command is not None)) if on]
         if len(kinds) != 1:
-            raise ValueError(
-                "set exactly one of http, tcp or command" + (f" (got {', '.join(kinds)})" if kinds else "")
-            )
+            raise ValueError("set exactly one of http, tcp or command" + (f" (got {', '.join(kinds)})" if kinds else ""))
         if self.timeout > self.interval:
             raise ValueError("timeout must not be longer than interval")
         return self
@@ -153,12 +149,8 @@ class Update(SpecModel):
     """Rolling update: health-gated, reverted automatically on failure."""
 
     max_parallel: int = Field(default=1, ge=1, description="Instances replaced at the same time.")
-    min_healthy: Duration = Field(
-        default=timedelta(seconds=10), description="A new instance must stay healthy this long to count."
-    )
-    healthy_deadline: Duration = Field(
-        default=timedelta(minutes=5), description="Give up on an instance not healthy by then."
-    )
+    min_healthy: Duration = Field(default=timedelta(seconds=10), description="A new instance must stay healthy this long to count.")
+    healthy_deadline: Duration = Field(default=timedelta(minutes=5), description="Give up on an instance not healthy by then.")
     auto_revert: bool = Field(default=True, description="Roll back to the last good release on failure.")
     canary: int = Field(default=0, ge=0, description="Instances of the new release to start before rolling on.")
 

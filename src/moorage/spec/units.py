@@ -19,13 +19,8 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if not isinstance(value, str) or not _DURATION_FULL.match(value.strip()):
-        raise ValueError(
-            f"expected a duration such as '2s', '5m' or '1m30s', got {value!r}"
-        )
-    seconds = sum(
-        float(number) * _UNIT_SECONDS[unit]
-        for number, unit in _DURATION_PART.findall(value.strip())
-    )
+        raise ValueError(f"expected a duration such as '2s', '5m' or '1m30s', got {value!r}")
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(value.strip()))
     return timedelta(seconds=seconds)
 
 
@@ -55,8 +50,15 @@ Duration = Annotated[
 
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _MEMORY_FACTOR = {
-    None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+    None: 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
 }
 MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 _CPU = re.compile(r"^(\d+(?:\.\d+)?)(m)?$")

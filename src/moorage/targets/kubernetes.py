@@ -236,24 +236,15 @@ def _env(service: ServiceSpec, release: str, release_label: str) -> list[Manifes
         {"name": "MOORAGE_INSTANCE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "MOORAGE_RELEASE", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{release_label}']"}}},
     ]
-    env += [
-        {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(service), "key": name}}}
-        for name in body.secrets
-    ]
-    env += [
-        {"name": key, "value": _kubernetes_placeholders(value)}
-        for key, value in body.env.items()
-        if PLACEHOLDER.search(value)
-    ]
+    env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name(service), "key": name}}} for name in body.secrets]
+    env += [{"name": key, "value": _kubernetes_placeholders(value)} for key, value in body.env.items() if PLACEHOLDER.search(value)]
     return env
 
 
 def _kubernetes_placeholders(text: str) -> str:
     """``${VAR}`` -> ``$(VAR)``; a literal ``$(`` is escaped as ``$$(`` so Kubernetes keeps it."""
     parts = PLACEHOLDER.split(text)  # literal, name, literal, name, ..., literal
-    return "".join(
-        f"$({part})" if position % 2 else part.replace("$(", "$$(") for position, part in enumerate(parts)
-    )
+    return "".join(f"$({part})" if position % 2 else part.replace("$(", "$$(") for position, part in enumerate(parts))
 
 
 def _probes(health: Health, healthy_deadline: timedelta) -> dict[str, Manifest]:
@@ -286,10 +277,13 @@ def _exec_command(command: list[str]) -> list[str]:
 def _shell_word(arg: str) -> str:
     """``arg`` double-quoted for sh, its ${VAR} placeholders left for the shell to expand."""
     parts = PLACEHOLDER.split(arg)
-    return '"' + "".join(
-        f"${{{part}}}" if position % 2 else SHELL_SPECIAL_IN_DOUBLE_QUOTES.sub(r"\\\1", part)
-        for position, part in enumerate(parts)
-    ) + '"'
+    return (
+        '"'
+        + "".join(
+            f"${{{part}}}" if position % 2 else SHELL_SPECIAL_IN_DOUBLE_QUOTES.sub(r"\\\1", part) for position, part in enumerate(parts)
+        )
+        + '"'
+    )
 
 
 def _disruption_budget(service: ServiceSpec, labels: dict[str, str]) -> Manifest:
@@ -303,7 +297,8 @@ def _ingresses(service: ServiceSpec, labels: dict[str, str]) -> list[Manifest]:
     for route in service.spec.routes:
         paths_by_host.setdefault(route.host, []).append(route.path)
     return [
-        _object("networking.k8s.io/v1", "Ingress", _ingress_name(service, host), labels) | {
+        _object("networking.k8s.io/v1", "Ingress", _ingress_name(service, host), labels)
+        | {
             "spec": {
                 "rules": [
                     {
