@@ -15,6 +15,7 @@ from moorage.errors import BadInput
 from moorage.inventory import load_inventory
 from moorage.plan import place, plan_service
 from moorage.spec.loader import load_spec
+from moorage.targets import classic
 from moorage.targets.classic import Variables, deploy_variables, playbook_extravars
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,9 +49,7 @@ spec:
 
 def render(spec_file: Path, inventory: Path) -> Variables:
     """What `moorage render --target classic` prints: the spec placed on the inventory's group."""
-    spec = load_spec(spec_file)
-    plan = plan_service(spec.model, load_inventory(inventory).hosts(spec.model.spec.placement.group))
-    return deploy_variables(spec, plan.instances)
+    return classic.render(load_spec(spec_file), load_inventory(inventory))[1]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from rich.table import Table
 from moorage.commands.options import chosen_inventory, inventory_option, output_option
 from moorage.inventory import load_inventory
 from moorage.output import OutputFormat, console, emit_json, err_console
-from moorage.plan import Instance, plan_service
+from moorage.plan import Instance
 from moorage.spec.loader import SpecFile, load_spec
 from moorage.spec.model import ServiceSpec
 from moorage.targets import classic, kubernetes
@@ -89,9 +89,7 @@ def _render_kubernetes(service: ServiceSpec, release_version: str | None, output
 
 
 def _render_classic(spec: SpecFile, inventory_path: Path, output_dir: Path | None, output_format: OutputFormat) -> None:
-    inventory = load_inventory(inventory_path)
-    plan = plan_service(spec.model, inventory.hosts(spec.model.spec.placement.group))
-    variables = classic.deploy_variables(spec, plan.instances)
+    plan, variables = classic.render(spec, load_inventory(inventory_path))
     if output_format == "text":
         err_console.print(_plan_table(plan.instances, inventory_path))
     if output_dir is None:

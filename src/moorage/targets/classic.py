@@ -15,7 +15,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from moorage.plan import Instance
+from moorage.inventory import Inventory
+from moorage.plan import Instance, Plan, plan_service
 from moorage.release import Release
 from moorage.spec.loader import SpecFile
 from moorage.spec.model import Health, Resources, Stop, Update
@@ -23,6 +24,12 @@ from moorage.spec.units import cpu_millicores, format_duration, memory_bytes
 
 Variables = dict[str, Any]
 Phase = Literal["preflight", "prepare", "switch", "remove"]
+
+
+def render(spec: SpecFile, inventory: Inventory) -> tuple[Plan, Variables]:
+    """``moorage render --target classic``: the spec placed on the inventory's group, and :func:`deploy_variables`."""
+    plan = plan_service(spec.model, inventory.hosts(spec.model.spec.placement.group))
+    return plan, deploy_variables(spec, plan.instances)
 
 
 def playbook_extravars(
