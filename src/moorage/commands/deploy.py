@@ -81,7 +81,7 @@ def deploy(
 @click.command()
 @click.argument("spec_file", type=click.Path(path_type=Path))
 @inventory_option()
-@click.option("--version", "version", default=None)
+@click.option("--version", "version", default=None, help="The version a deploy would give (default: a hash of artifact and spec).")
 @output_option
 @click.pass_context
 def plan(context: click.Context, spec_file: Path, inventory: Path | None, version: str | None, output_format: OutputFormat) -> None:
