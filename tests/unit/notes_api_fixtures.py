@@ -47,11 +47,21 @@ def unpack(tarball: Path, directory: Path) -> Path:
     return directory
 
 
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MOORAGE_CACHE_DIR for the test session: notes-api is built once, whichever test asks first."""
+    return tmp_path_factory.getbasetemp() / "moorage-cache"
+
+
 @pytest.fixture(scope="session")
-def notes_api_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The built notes-api unpacked into a release directory (built once per session: a shared cache)."""
+def notes_api_artifact(tmp_path_factory: pytest.TempPathFactory) -> Artifact:
+    return build_notes_api(session_cache(tmp_path_factory) / "artifacts")  # build_cache_dir() under that MOORAGE_CACHE_DIR
+
+
+@pytest.fixture(scope="session")
+def notes_api_release(tmp_path_factory: pytest.TempPathFactory, notes_api_artifact: Artifact) -> Path:
+    """The built notes-api unpacked into a release directory."""
     assert HOST_PYTHON.exists(), f"{HOST_PYTHON} is missing: these tests run the artifact with the hosts' Python (Debian 12)"
-    artifact = build_notes_api(tmp_path_factory.getbasetemp() / "moorage-cache")
+    artifact = notes_api_artifact
     release = tmp_path_factory.getbasetemp() / f"notes-api-release-{artifact.digest[:12]}"
     if not release.exists():
         unpack(artifact.path, release)

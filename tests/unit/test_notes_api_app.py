@@ -20,6 +20,7 @@ from notes_api_fixtures import (
     data_dir,
     free_port,
     make_token,
+    notes_api_artifact,
     notes_api_release,
     run_notes,
     start_process,
@@ -27,7 +28,7 @@ from notes_api_fixtures import (
 )
 from waiting import eventually
 
-__all__ = ["data_dir", "notes_api_release", "run_notes"]  # fixtures used by the tests below
+__all__ = ["data_dir", "notes_api_artifact", "notes_api_release", "run_notes"]  # fixtures used by the tests below
 
 
 def test_signup_then_login_gives_a_signed_token_for_the_configured_lifetime(run_notes: RunNotes) -> None:
