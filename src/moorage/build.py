@@ -133,16 +133,18 @@ def ensure_artifact(service: str, artifact: Path, version: str | None = None, py
     return build_artifact(service, artifact, version, python).path
 
 
-def build_cache_dir() -> Path:
-    """``MOORAGE_CACHE_DIR/artifacts``; by default /var/cache/moorage for root, else the user's cache."""
+def controller_cache_dir() -> Path:
+    """``MOORAGE_CACHE_DIR``; by default /var/cache/moorage for root, else the user's cache (a developer's laptop)."""
     configured = os.environ.get("MOORAGE_CACHE_DIR")
     if configured:
-        root = Path(configured)
-    elif os.geteuid() == 0:
-        root = Path("/var/cache/moorage")
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moorage"
-    return root / "artifacts"
+        return Path(configured)
+    if os.geteuid() == 0:
+        return Path("/var/cache/moorage")
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moorage"
+
+
+def build_cache_dir() -> Path:
+    return controller_cache_dir() / "artifacts"
 
 
 def build_artifact(
