@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from notes_api_fixtures import NOTES_API, REPO, notes_api_artifact, session_cache
+from notes_api_fixtures import NOTES_API, REPO, NotesApp, free_port, notes_api_artifact, session_cache
 
 from moorage.build import Artifact
 from moorage.targets import compose
@@ -304,3 +306,49 @@ def test_dev_down_without_a_project_says_so_and_exits_0(cache: Path) -> None:
     result = moorage("dev", "down", str(EXAMPLES / "hello" / "moorage.yml"), "--output", "json")
     assert result.returncode == 0
     assert json.loads(result.stdout) == {"event": "result", "ok": True, "service": "hello", "stopped": False, "volumes_removed": False}
+
+
+def test_the_rendered_service_runs_as_its_container_would(cache: Path, tmp_path: Path) -> None:
+    """No Docker engine here: the container's steps by hand, from what Compose read out of the rendered file.
+
+    The build context's tarball unpacked (the Dockerfile's ADD), the entrypoint started as root with the
+    service's environment and command (Debian's python3, as in a base image made by docker import), the
+    secret as a file; then the rendered health check's own command must pass.
+    """
+    out = tmp_path / "out"
+    assert moorage("render", str(NOTES_API / "moorage.yml"), "--target", "compose", "--output-dir", str(out)).returncode == 0
+    compose.write_secret_files(out, {"JWT_SECRET": "a signing key of at least thirty-two characters"})
+    service = compose_config(out / "compose.yaml")["services"]["notes-api"]
+    # World-readable like an image's /srv/app (pytest's own temporary directories are root's only).
+    root = Path(tempfile.mkdtemp(prefix="moorage-compose-"))
+    try:
+        root.chmod(0o755)
+        app_dir, volume = root / "srv-app", root / "volume"
+        with tarfile.open(out / "build" / "artifact.tar.gz") as archive:
+            archive.extractall(app_dir, filter="data")
+        volume.mkdir()
+        os.chown(volume, compose.RUN_AS_ID, compose.RUN_AS_ID)  # the Dockerfile's RUN chown
+        port = str(free_port())
+        environment = service["environment"] | {"PORT": port, "DATA_DIR": str(volume), "MOORAGE_SECRETS_DIR": str(out / "secrets")}
+        command = [port if argument == "8300" else argument for argument in service["command"]]
+        process = subprocess.Popen(
+            ["/bin/sh", str(out / "build" / compose.ENTRYPOINT_FILE), *command],
+            cwd=app_dir,
+            env={"PATH": "/usr/local/bin:/usr/bin:/bin", **environment},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        app = NotesApp(process, int(port))
+        try:
+            app.wait_for_line("listening on")
+            health = [argument.replace(":8300/", f":{port}/") for argument in service["healthcheck"]["test"][1:]]
+            assert subprocess.run(health, env={"PATH": "/usr/bin:/bin"}, check=False).returncode == 0
+            token = app.signup_and_login("ann")
+            assert app.call("POST", "/notes", {"text": "in the volume"}, token=token).status == 201
+            assert (volume / "notes.sqlite3").stat().st_uid == compose.RUN_AS_ID  # written as the unprivileged user
+        finally:
+            process.send_signal(signal.SIGTERM)  # the rendered stop_signal
+            assert process.wait(timeout=30) == 0
+    finally:
+        shutil.rmtree(root)
