@@ -212,6 +212,7 @@ def input_key(source: Path, python: HostPython) -> str:
 def _build_into(entry: Path, source: Path, python: HostPython, say: Callable[[str], None]) -> None:
     """Fill a scratch directory beside ``entry`` and rename it into place only when complete."""
     scratch = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    scratch.chmod(0o755)  # like the rest of the cache (mkdtemp makes it 0700)
     try:
         staging = scratch / "root"
         shutil.copytree(source, staging, symlinks=True, ignore=_skipped)
@@ -265,6 +266,7 @@ def _install_requirements(source: Path, python: HostPython, into: Path, staging:
         if (staging / item.name).exists():
             raise BadInput(f"{source / item.name}: a file of the artifact has the name of an installed dependency's {item.name}")
         item.rename(staging / item.name)
+    shutil.rmtree(into)
     return dependencies
 
 

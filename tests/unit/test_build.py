@@ -62,6 +62,7 @@ def test_build_reports_a_tarball_with_its_digest_and_dependencies_then_reuses_it
     assert path.name == f"notes-api-{built['version']}.tar.gz"
     assert built["digest"] == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     assert built["dependencies"] == PINNED
+    assert sorted(item.name for item in path.parent.iterdir()) == ["artifact.tar.gz", "build.json", path.name]  # nothing else kept
     assert built["python"] == "CPython 3.11 on manylinux_2_36_x86_64"
     assert (built["ok"], built["cached"], cached["cached"]) == (True, False, True)
     assert {key: value for key, value in cached.items() if key != "cached"} == {

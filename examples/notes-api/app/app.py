@@ -65,7 +65,7 @@ MAX_NOTE_LENGTH = 10_000
 MAX_BODY_BYTES = 64 * 1024
 TOKEN_ALGORITHM = "HS256"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-PASSWORDS = CryptContext(schemes=["pbkdf2_sha256"])
+PASSWORDS = CryptContext(schemes=["pbkdf2_sha256"])  # type: ignore[no-untyped-call]  # passlib has no type hints
 T = TypeVar("T")
 
 log = logging.getLogger("notes-api")
@@ -269,7 +269,10 @@ class Metrics:
         ]
         for route, buckets in sorted(self.durations.items()):
             label = f'route="{_label(route)}"'
-            lines += [f'notes_http_request_duration_seconds_bucket{{{label},le="{bound}"}} {buckets[i]}' for i, bound in enumerate(DURATION_BUCKETS)]
+            lines += [
+                f'notes_http_request_duration_seconds_bucket{{{label},le="{bound}"}} {count}'
+                for bound, count in zip(DURATION_BUCKETS, buckets, strict=False)  # buckets ends with +Inf
+            ]
             lines += [
                 f'notes_http_request_duration_seconds_bucket{{{label},le="+Inf"}} {buckets[-1]}',
                 f"notes_http_request_duration_seconds_sum{{{label}}} {self.duration_sums[route]:.6f}",
@@ -505,8 +508,13 @@ async def serve(config: Config, database: Database) -> int:
     server.add_sockets(tornado.netutil.bind_sockets(config.port, config.bind))
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stop(signum: signal.Signals) -> None:
+        log.info("%s: stopping", signum.name)
+        stopping.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda signum=signum: (log.info("%s: stopping", signal.Signals(signum).name), stopping.set()))
+        loop.add_signal_handler(signum, stop, signum)
     log.info("notes-api %s (%s) listening on %s:%d, database %s", VERSION, INSTANCE, config.bind, config.port, config.database)
     await stopping.wait()
 
