@@ -133,28 +133,33 @@ def _run_compose(tool: list[str], arguments: list[str], what: str) -> None:
         raise MoorageError(f"{shlex.join(tool)} {what} failed (exit {process.returncode}): {last_lines[-1] if last_lines else 'no output'}")
 
 
-def _wait_healthy(service: ServiceSpec) -> bool | None:
+def reachable_address(publish_address: str) -> str:
+    """Where this machine reaches a port published on ``publish_address`` (a wildcard: loopback)."""
+    return "127.0.0.1" if publish_address == "0.0.0.0" else publish_address
+
+
+def _wait_healthy(service: ServiceSpec, address: str) -> bool | None:
     """Whether the published port answers the spec's health check by update.healthyDeadline (None: nothing to ask)."""
     body = service.spec
     if body.health is None or body.port is None or body.health.kind == "command":
         return None
     deadline = time.monotonic() + body.update.healthy_deadline.total_seconds()
     while time.monotonic() < deadline:
-        if _answers(service):
+        if _answers(service, address):
             return True
         time.sleep(POLL_SECONDS)
     return False
 
 
-def _answers(service: ServiceSpec) -> bool:
+def _answers(service: ServiceSpec, address: str) -> bool:
     body = service.spec
     assert body.health is not None and body.port is not None
     timeout = body.health.timeout.total_seconds()
     try:
         if body.health.kind == "tcp":
-            socket.create_connection(("127.0.0.1", body.port), timeout=timeout).close()
+            socket.create_connection((address, body.port), timeout=timeout).close()
             return True
-        with urllib.request.urlopen(f"http://127.0.0.1:{body.port}{body.health.http}", timeout=timeout) as answer:
+        with urllib.request.urlopen(f"http://{address}:{body.port}{body.health.http}", timeout=timeout) as answer:
             status: int = answer.status
             return 200 <= status < 300
     except (OSError, urllib.error.URLError):
@@ -212,12 +217,13 @@ def up(
         say(f"loading {archive}")
         _run_compose(["docker"], ["load", "--input", str(archive)], "load")
     _run_compose(tool, ["--project-name", project_name(service), "--file", str(compose_file), "up", "--detach", "--build"], "up")
-    healthy = _wait_healthy(service)
+    address = reachable_address(publish_address)
+    healthy = _wait_healthy(service, address)
     if healthy is False:
         logs = f"{shlex.join(tool)} --project-name {project_name(service)} --file {compose_file} logs"
         deadline = format_duration(service.spec.update.healthy_deadline)
         raise MoorageError(f"{service.name} is not healthy after {deadline} (update.healthyDeadline); its output: {logs}")
-    url = None if service.spec.port is None else f"http://127.0.0.1:{service.spec.port}/"
+    url = None if service.spec.port is None else f"http://{address}:{service.spec.port}/"
     if output_format == "json":
         emit_result(
             {
