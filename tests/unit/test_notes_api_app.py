@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from notes_api_fixtures import (
     JWT_SECRET,
+    NOTES_API,
     NotesApp,
     Response,
     RunNotes,
@@ -277,3 +280,33 @@ def test_a_taken_port_is_one_line_and_exit_1(run_notes: RunNotes, notes_api_rele
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 1
     assert output.strip().splitlines()[-1] == f"notes-api: error: cannot listen on 127.0.0.1:{app.port}: Address already in use"
+
+
+def test_the_spec_validates_and_agrees_with_the_app() -> None:
+    """What would lose data or fail every deploy if spec and app drifted apart."""
+    from moorage.spec.loader import load_spec
+    from moorage.spec.units import parse_duration
+
+    spec_file = NOTES_API / "moorage.yml"
+    validated = subprocess.run([sys.executable, "-m", "moorage", "validate", str(spec_file)], capture_output=True, text=True, check=False)
+    assert (validated.returncode, validated.stdout) == (0, f"{spec_file}: ok\n")
+    body = load_spec(spec_file).spec
+    assert [volume.path for volume in body.volumes] == [body.env["DATA_DIR"]]  # the database lives on the volume
+    assert body.secrets == ["JWT_SECRET"] and "JWT_SECRET" not in body.env
+    assert (body.replicas, body.placement.max_per_host) == (1, 1)  # one writer host for one sqlite file
+    assert body.health is not None and body.health.http == "/healthz"
+    assert body.metrics is not None and body.metrics.path == "/metrics"
+    assert parse_duration(body.env["STOP_TIMEOUT_SECONDS"] + "s") < body.stop.grace_period  # it drains before SIGKILL
+
+
+def test_the_spec_renders_to_kubernetes_objects_the_schema_accepts() -> None:
+    import kubernetes_validate
+
+    from moorage.spec.loader import load_spec
+    from moorage.targets.kubernetes import render
+
+    manifests = render(load_spec(NOTES_API / "moorage.yml"), "1")
+    kinds = ["ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget", "Ingress"]  # a volume: a StatefulSet
+    assert [manifest["kind"] for manifest in manifests] == kinds
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, kubernetes_validate.latest_version(), strict=True)
