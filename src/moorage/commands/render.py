@@ -2,6 +2,7 @@
 
 kubernetes: a multi-document YAML stream (``kubectl apply -f -``), or one file per object.
 classic: the placement plan and the deploy playbook's variables, as YAML.
+compose: a Compose file for a developer's machine (docs/dev.md), with its image's build context.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from moorage.output import OutputFormat, console, emit_json, err_console
 from moorage.plan import Instance
 from moorage.spec.loader import SpecFile, load_spec
 from moorage.spec.model import ServiceSpec
-from moorage.targets import classic, kubernetes
+from moorage.targets import classic, compose, kubernetes
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -35,7 +36,7 @@ def to_yaml(documents: list[Any]) -> str:
 
 @click.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--target", required=True, type=click.Choice(["kubernetes", "classic"]), help="What to render for.")
+@click.option("--target", required=True, type=click.Choice(["kubernetes", "classic", "compose"]), help="What to render for.")
 @click.option(
     "-o",
     "--output-dir",
@@ -46,7 +47,7 @@ def to_yaml(documents: list[Any]) -> str:
 @click.option(
     "--version",
     "release_version",
-    help="kubernetes: the release version (image tag NAME:VERSION for runtime systemd; MOORAGE_VERSION).",
+    help="kubernetes, compose: the release version (image tag NAME:VERSION for runtime systemd; MOORAGE_VERSION).",
 )
 @output_option
 @click.pass_context
@@ -65,6 +66,10 @@ def render(
         if context.get_parameter_source("inventory") == click.core.ParameterSource.COMMANDLINE:
             raise click.UsageError("-i/--inventory is for --target classic (Kubernetes places pods itself)")
         _render_kubernetes(spec.model, release_version, output_dir, output_format)
+    elif target == "compose":
+        if context.get_parameter_source("inventory") == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError("-i/--inventory is for --target classic (Compose runs on this machine)")
+        _render_compose(spec, release_version, output_dir, output_format)
     else:
         if release_version is not None:
             raise click.UsageError("--version is for --target kubernetes (the classic version comes with 'moorage deploy')")
@@ -86,6 +91,25 @@ def _render_kubernetes(service: ServiceSpec, release_version: str | None, output
         path.write_text(to_yaml([manifest]))
         written.append(str(path))
     _report_files(written, output_format)
+
+
+def _render_compose(spec: SpecFile, release_version: str | None, output_dir: Path | None, output_format: OutputFormat) -> None:
+    service, spec_file = spec.model, spec.file
+    artifact = compose.built_artifact(service, spec_file, say=lambda message: err_console.print(message, markup=False))
+    version = release_version or compose.DEV_VERSION
+    if output_dir is not None:
+        project = compose.render(service, artifact, version=version, source_name=spec_file.name)
+        _report_files([str(project.write(output_dir))], output_format)
+        return
+    # Printed: the image's build context goes to the build cache, named by its content.
+    context = None if artifact is None else compose.context_cache_dir(artifact)
+    project = compose.render(service, artifact, version=version, context=context, source_name=spec_file.name)
+    if context is not None:
+        project.write_context(context)
+    if output_format == "json":
+        emit_json(project.document)
+    else:
+        console.out(compose.to_yaml(project.document), end="", highlight=False)
 
 
 def _render_classic(spec: SpecFile, inventory_path: Path, output_dir: Path | None, output_format: OutputFormat) -> None:

@@ -262,7 +262,7 @@ def _plain(value: Any) -> Any:
 def _plain_key(key: Any) -> str | int:
     if isinstance(key, bool) or not isinstance(key, (str, int)):
         return str(key)
-    return _plain(key)
+    return key
 
 
 def _kind_of(value: Any) -> str:
