@@ -14,8 +14,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from moorage.commands.options import chosen_inventory
 from moorage.errors import MoorageError
-from moorage.inventory import load_inventory, resolve_inventory
+from moorage.inventory import load_inventory
 from moorage.spec.loader import load_spec
 
 
@@ -25,8 +26,8 @@ def main() -> int:
     parser.add_argument("-i", "--inventory", type=Path, default=None)
     arguments = parser.parse_args()
     try:
-        route = load_spec(arguments.spec).spec.routes[0]
-        lb = load_inventory(resolve_inventory(arguments.inventory)).hosts("lb")[0]
+        route = load_spec(arguments.spec).model.spec.routes[0]
+        lb = load_inventory(chosen_inventory(arguments.inventory)).hosts("lb")[0]
     except MoorageError as error:
         print(f"smoke.py: {error}", file=sys.stderr)
         return 2

@@ -1,4 +1,7 @@
-"""Errors the CLI turns into one line and a stable exit status (0 ok, 1 failed, 2 bad input, 3 locked)."""
+"""Errors the CLI turns into one line and a stable exit status (0 ok, 1 failed, 2 bad input, 3 locked).
+
+``moorage plan`` alone also exits 4: changes pending (like ``terraform plan -detailed-exitcode``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_LOCKED = 3
+EXIT_CHANGES_PENDING = 4  # moorage plan: a deploy would change something
 
 
 class MoorageError(Exception):

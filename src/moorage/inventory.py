@@ -1,25 +1,26 @@
-"""An Ansible inventory as moorage needs it: the hosts of each group and their addresses.
+"""An Ansible inventory as moorage needs it: the hosts of each group, their addresses, and how to SSH to them.
 
 ansible-core's own ``InventoryManager`` reads it, so INI, YAML, directories and inventory
-plugins all work exactly as they do for ``ansible-playbook``.
+plugins all work exactly as they do for ``ansible-playbook``. A command reads its inventory once
+(:func:`load_inventory`) and hands the :class:`Inventory` on. Which inventory a command uses when
+none is named is the CLI's decision (``moorage.commands.options``), not this module's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from ansible.vars.manager import VariableManager
 
 from moorage.errors import BadInput
-from moorage.lab.paths import inventory_path as lab_inventory_path
-
-NO_INVENTORY_HINT = "no inventory: pass -i INVENTORY or start the lab with 'moorage lab up'"
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,21 @@ class InventoryHost:
 
 
 @dataclass(frozen=True)
+class SshTarget:
+    """How Ansible reaches a host over SSH: address, user, port, key and common arguments."""
+
+    address: str
+    user: str | None = None
+    port: int | None = None
+    private_key: str | None = None
+    common_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path
     groups: Mapping[str, tuple[InventoryHost, ...]]
+    ssh_targets: Mapping[str, SshTarget]
 
     def hosts(self, group: str) -> tuple[InventoryHost, ...]:
         """The hosts of ``group`` (children included), sorted by name."""
@@ -40,15 +53,10 @@ class Inventory:
             raise BadInput(f"{self.path}: no group {group!r} in the inventory (groups: {known or 'none'})")
         return self.groups[group]
 
-
-def resolve_inventory(option: Path | None) -> Path:
-    """The ``-i`` path when given, else the running lab's inventory."""
-    if option is not None:
-        return option
-    lab_inventory = lab_inventory_path()
-    if lab_inventory.exists():
-        return lab_inventory
-    raise BadInput(NO_INVENTORY_HINT)
+    def ssh_target(self, host: str) -> SshTarget:
+        if host not in self.ssh_targets:
+            raise BadInput(f"{self.path}: no host {host!r}")
+        return self.ssh_targets[host]
 
 
 def load_inventory(path: Path) -> Inventory:
@@ -63,15 +71,34 @@ def load_inventory(path: Path) -> Inventory:
         raise BadInput(f"{path}: not a readable Ansible inventory ({_first_reason(ansible_warnings.getvalue())})")
     manager.reconcile_inventory()
     variables = VariableManager(loader=loader, inventory=manager)
-    addresses = {
-        host.name: str(variables.get_vars(host=host, include_hostvars=False).get("ansible_host", host.name))
+    # str(): ansible-core hands out its own str subclasses (tagged with their origin); plain text
+    # from here on, so every consumer (YAML and JSON writers included) sees ordinary strings.
+    ssh_targets = {
+        str(host.name): _ssh_target(path, str(host.name), variables.get_vars(host=host, include_hostvars=False))
         for host in manager.get_hosts("all")
     }
     groups = {
-        name: tuple(sorted((InventoryHost(host.name, addresses[host.name]) for host in group.get_hosts()), key=lambda h: h.name))
+        str(name): tuple(
+            sorted((InventoryHost(str(host.name), ssh_targets[str(host.name)].address) for host in group.get_hosts()), key=lambda h: h.name)
+        )
         for name, group in manager.groups.items()
     }
-    return Inventory(path=path, groups=groups)
+    return Inventory(path=path, groups=groups, ssh_targets=ssh_targets)
+
+
+def _ssh_target(path: Path, name: str, variables: Mapping[str, Any]) -> SshTarget:
+    key = variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file")
+    port = variables.get("ansible_port")
+    user = variables.get("ansible_user")
+    if port is not None and not str(port).isdigit():
+        raise BadInput(f"{path}: host {name!r}: ansible_port {port!r} is not a port number")
+    return SshTarget(
+        address=str(variables.get("ansible_host", name)),
+        user=str(user) if user else None,
+        port=int(port) if port is not None else None,
+        private_key=str(key) if key else None,
+        common_args=tuple(shlex.split(str(variables.get("ansible_ssh_common_args", "")))),
+    )
 
 
 def _first_reason(ansible_output: str) -> str:

@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import click
 from rich.console import Console
 
 OutputFormat = Literal["text", "json"]
-F = TypeVar("F", bound=Callable[..., Any])
 
 # Human-facing output goes to stdout; progress and diagnostics to stderr.
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def output_option(command: F) -> F:
-    """``--output text|json`` on every command."""
-    return click.option(
-        "--output",
-        "output_format",
-        type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
-        help="text for people, json for machines.",
-    )(command)
 
 
 # With --output json every line on stdout is one JSON object (JSON Lines). A short command prints

@@ -12,19 +12,20 @@ The rule, simple enough to do by hand:
 Instance ``k``'s host and port depend only on ``k`` and the group, never on ``replicas``:
 scaling 3 -> 4 adds ``NAME-4`` and moves nothing; scaling down removes the highest-numbered
 instances. ``maxPerHost`` caps the slots per host, so at most ``H * maxPerHost`` instances fit.
+
+Canaries are the next indexes after the planned instances (``NAME-(replicas+1)`` ...), placed by
+the same rule. Everything here is pure: hosts in, a :class:`Plan` out.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from moorage.errors import BadInput
 from moorage.inventory import InventoryHost
 from moorage.spec.model import ServiceSpec
-
-Plan = tuple["Instance", ...]
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,42 @@ def host_order(service_name: str, hosts: Sequence[InventoryHost]) -> list[Invent
     return sorted(hosts, key=lambda host: (hashlib.sha256(f"{service_name}/{host.name}".encode()).hexdigest(), host.name))
 
 
-def place(service: ServiceSpec, hosts: Sequence[InventoryHost]) -> Plan:
+@dataclass(frozen=True)
+class Plan:
+    """Where a release's instances run: the planned ones, and any canaries beside them."""
+
+    group: str  # the inventory group the instances were placed on
+    instances: tuple[Instance, ...]
+    canaries: tuple[Instance, ...] = ()
+
+    @property
+    def all_instances(self) -> tuple[Instance, ...]:
+        """The planned instances, then the canaries."""
+        return (*self.instances, *self.canaries)
+
+    def without_canaries(self) -> Plan:
+        return replace(self, canaries=())
+
+
+def plan_service(service: ServiceSpec, hosts: Sequence[InventoryHost], canaries: int = 0) -> Plan:
+    """``spec.replicas`` instances on ``hosts``, and ``canaries`` more beside them."""
+    instances = place(service, hosts)
+    extra: tuple[Instance, ...] = ()
+    if canaries:
+        try:
+            extra = place(with_replicas(service, service.spec.replicas + canaries), hosts)[service.spec.replicas :]
+        except BadInput as error:
+            raise BadInput(f"--canary {canaries}: {error}") from None
+    return Plan(group=service.spec.placement.group, instances=instances, canaries=extra)
+
+
+def with_replicas(service: ServiceSpec, replicas: int) -> ServiceSpec:
+    """The same service with another replica count (``scale``; placement keeps every other instance where it is)."""
+    return service.model_copy(update={"spec": service.spec.model_copy(update={"replicas": replicas})})
+
+
+def place(service: ServiceSpec, hosts: Sequence[InventoryHost]) -> tuple[Instance, ...]:
+    """The planned instances (no canaries), in index order."""
     body = service.spec
     capacity = len(hosts) * body.placement.max_per_host
     if body.replicas > capacity:

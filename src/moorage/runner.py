@@ -2,36 +2,32 @@
 
 Every Ansible setting moorage relies on lives here (no ansible.cfg, no shell strings): roles and
 plugins from :mod:`moorage.paths`, SSH pipelining and ControlPersist, forks, a JSON fact cache per
-inventory. The event stream goes to a :class:`Reporter` while the play runs; the caller gets a
-:class:`PlaybookResult` with per-host counts and the failed tasks.
+inventory. Each event goes to the caller's ``on_event`` while the play runs (a
+:class:`moorage.reporting.Reporter` shows them); the caller gets a :class:`PlaybookResult` with
+per-host counts and the failed tasks.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import ansible_runner
 
 from moorage import paths
-from moorage.lab.paths import state_root
+from moorage.state_paths import fact_cache_dir
 
 DEFAULT_FORKS = 20
 SSH_ARGS = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=15"
 FACT_CACHE_SECONDS = 3600
 
-
-class Reporter(Protocol):
-    """Receives ansible-runner's events while a playbook runs."""
-
-    def event(self, event: Mapping[str, Any]) -> None: ...
+EventHandler = Callable[[Mapping[str, Any]], None]
 
 
 @dataclass
@@ -78,20 +74,6 @@ class PlaybookResult:
         }
 
 
-def inventory_state_dir(inventory: Path, kind: str, *, by_content: bool = False) -> Path:
-    """``STATE_ROOT/KIND/<hash>``: a 0700 directory that belongs to one inventory file.
-
-    The hash covers the inventory's absolute path, and its content too when ``by_content``
-    (for caches that must not outlive a change of the inventory, such as gathered facts).
-    """
-    digest = hashlib.sha256(str(inventory.resolve()).encode())
-    if by_content and inventory.is_file():
-        digest.update(inventory.read_bytes())
-    directory = state_root() / kind / digest.hexdigest()[:16]
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return directory
-
-
 def ansible_envvars(fact_cache_dir: Path) -> dict[str, str]:
     """moorage's tuned Ansible settings, as the environment ansible-playbook reads them from."""
     plugins = paths.plugins_dir()
@@ -123,13 +105,12 @@ def run_playbook(
     extravars: Mapping[str, Any] | None = None,
     *,
     check: bool = False,
-    tags: Sequence[str] | None = None,
     limit: str | None = None,
-    reporter: Reporter | None = None,
+    on_event: EventHandler | None = None,
 ) -> PlaybookResult:
     """Run ``playbooks/<name>`` against ``inventory``; never raises for a failed play."""
     playbook = paths.playbook(name)
-    collector = _ResultCollector(name, reporter)
+    collector = _ResultCollector(name, on_event)
     # MOORAGE_KEEP_RUNS=DIR keeps each run's ansible-runner directory (events, artifacts) under DIR.
     keep_under = os.environ.get("MOORAGE_KEEP_RUNS")
     run_dir = (
@@ -143,9 +124,8 @@ def run_playbook(
             playbook=str(playbook),
             inventory=str(inventory.resolve()),
             extravars=dict(extravars or {}),
-            envvars=ansible_envvars(inventory_state_dir(inventory, "facts", by_content=True)),
+            envvars=ansible_envvars(fact_cache_dir(inventory)),
             cmdline="--check --diff" if check else None,
-            tags=",".join(tags) if tags else None,
             limit=limit,
             event_handler=collector.handle,
             quiet=True,
@@ -158,9 +138,9 @@ def run_playbook(
 class _ResultCollector:
     """Folds the event stream into a PlaybookResult and passes each event on."""
 
-    def __init__(self, playbook: str, reporter: Reporter | None) -> None:
+    def __init__(self, playbook: str, on_event: EventHandler | None) -> None:
         self.result = PlaybookResult(playbook=playbook, rc=-1)
-        self._reporter = reporter
+        self._on_event = on_event
 
     def handle(self, event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
@@ -173,8 +153,8 @@ class _ResultCollector:
             self.result.hosts = _host_stats(data)
         elif kind in ("verbose", "error") and event.get("stdout", "").strip():
             self.result.output_tail = [*self.result.output_tail[-19:], *event["stdout"].strip().splitlines()]
-        if self._reporter is not None:
-            self._reporter.event(event)
+        if self._on_event is not None:
+            self._on_event(event)
         return True  # keep the event in ansible-runner's artifacts too
 
 

@@ -21,15 +21,15 @@ from ansible.constants import DEFAULT_VAULT_ID_MATCH
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 from moorage.errors import MoorageError
-from moorage.runner import inventory_state_dir
+from moorage.state_paths import platform_secrets_dir
 
 VAULT_PASSWORD_FILE = "vault-password"
 CONSUL_SECRETS_FILE = "consul.vault.yml"
 
 
 def secrets_dir(inventory: Path) -> Path:
-    """``/var/lib/moorage/platform/<hash of the inventory's absolute path>``, 0700."""
-    return inventory_state_dir(inventory, "platform")
+    """``STATE_ROOT/platform/<hash of the inventory's absolute path>``, 0700 (``moorage.state_paths``)."""
+    return platform_secrets_dir(inventory)
 
 
 def read_consul_secrets(inventory: Path) -> dict[str, Any]:
@@ -41,4 +41,7 @@ def read_consul_secrets(inventory: Path) -> dict[str, Any]:
         raise MoorageError(f"{vault_file}: no platform secrets yet; run 'moorage platform up' first")
     secret = VaultSecret(password_file.read_bytes().strip())
     plaintext = VaultLib([(DEFAULT_VAULT_ID_MATCH, secret)]).decrypt(vault_file.read_bytes())
-    return yaml.safe_load(plaintext)
+    document = yaml.safe_load(plaintext)
+    if not isinstance(document, dict):
+        raise MoorageError(f"{vault_file}: expected a mapping of platform secrets")
+    return document

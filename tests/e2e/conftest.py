@@ -30,8 +30,8 @@ from platform_cli import Platform, platform_up
 
 from moorage import lab as lab_api
 from moorage.errors import MoorageError
-from moorage.lab.progress import TextProgress
 from moorage.lab.ssh import run_remote
+from moorage.reporting import TextReporter
 from moorage.vault import read_consul_secrets
 
 SESSION_LAB_NAME = os.environ.get("MOORAGE_TEST_LAB", "moorage-test")
@@ -69,7 +69,7 @@ class Lab:
 def bring_up(host_count: int) -> Lab:
     """``lab up`` for the lab named by MOORAGE_LAB, through the real code; a setup problem fails the test."""
     try:
-        status = lab_api.up(host_count, TextProgress())
+        status = lab_api.up(host_count, TextReporter())
     except MoorageError as error:
         pytest.fail(f"the lab could not come up: {error}")
     return Lab(

@@ -3,8 +3,8 @@
 The tests run in file order on one service (``hello``, from examples/hello with a secret added):
 v1 -> v2 under load (and a concurrent deploy refused) -> a v3 that never gets healthy, reverted
 -> rollback to release 1 -> scale 5 then 2 -> the same version again (no change) -> a canary
-dropped and one promoted; then the docker runtime under load; bad input; and last, the secret's
-value is searched in everything moorage and Ansible wrote. Everything is real: the CLI, Ansible
+dropped, one promoted, one dropped by `rollback --to N`; then the docker runtime under load; bad
+input; and last, the secret's value is searched in everything moorage and Ansible wrote. Everything is real: the CLI, Ansible
 over SSH, Consul, NGINX, Prometheus, rsyslog, Docker on the lab's docker host.
 
 Traffic goes only to the lab's lb host (from this host, ``Host:`` set to the route's name).
@@ -360,6 +360,21 @@ def test_a_promoted_canary_rolls_the_rest_then_goes(deployment: Deployment, v2: 
     assert [(row["instance"], row["version"]) for row in deployment.status()] == [(f"hello-{n}", "5") for n in (1, 2, 3)]
     assert load.summary.failed == 0, load.summary.describe()
     assert deployment.releases()[-1]["status"] == "deployed"
+
+
+def test_rollback_to_a_release_while_a_canary_is_out_drops_the_canary(deployment: Deployment, v2: LoadedRollout) -> None:
+    target = [release for release in deployment.releases() if release["status"] == "deployed"][-1]["number"]
+    canary = deployment.deploy(deployment.spec, "6", "--canary", "1")
+    assert canary.returncode == 0, canary.stderr[-3000:]
+    assert sorted(deployment.unit_pids()) == ["hello-1", "hello-2", "hello-3", "hello-4"]
+    back = deployment.with_secrets("rollback", "hello", "--to", str(target), "--output", "json")
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert back.result()["report"]["removed"] == ["hello-4"]
+    assert [(row["instance"], row["version"]) for row in deployment.status()] == [(f"hello-{n}", "5") for n in (1, 2, 3)]
+    assert sorted(deployment.unit_pids()) == ["hello-1", "hello-2", "hello-3"]
+    *_, dropped, rolled_back = deployment.releases()
+    assert (dropped["version"], dropped["status"]) == ("6", "reverted"), dropped
+    assert (rolled_back["status"], rolled_back["note"]) == ("deployed", f"rollback to {target}"), rolled_back
 
 
 # --- the docker runtime -------------------------------------------------------------------------

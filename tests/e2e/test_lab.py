@@ -1,7 +1,9 @@
 """``moorage lab`` end to end: real machines up, talking, installing from the lab repository, running
 Docker; ``up`` twice changes nothing, ``up`` after a crash repairs, ``down`` leaves nothing.
 
-These tests use their own lab (``moorage-e2e-lab``, 3 hosts) so the shared session lab is not disturbed.
+These tests use their own lab (``moorage-e2e-lab``, 3 hosts; ``NAME-lab`` when ``MOORAGE_TEST_LAB``
+names the session lab, so several checkouts can run them side by side) so the shared session lab
+is not disturbed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 from moorage.lab.paths import lab_dir
 from moorage.lab.ssh import run_remote
 
-LAB = "moorage-e2e-lab"
+LAB = f"{os.environ['MOORAGE_TEST_LAB']}-lab" if os.environ.get("MOORAGE_TEST_LAB") else "moorage-e2e-lab"
 MOORAGE = str(Path(shutil.which("moorage") or Path(__file__).parents[2] / ".venv/bin/moorage"))
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,10 +14,11 @@ from datetime import timedelta
 import consul
 import pytest
 from consul_dev import ConsulDev, start_consul_dev
+from release_samples import LEGACY_RECORD, sample_release
 
 from moorage.deploy.lock import DeployLock, current_holder
 from moorage.deploy.releases import KEEP, ReleaseStore
-from moorage.errors import BadInput, Locked
+from moorage.errors import BadInput, Locked, MoorageError
 
 
 @pytest.fixture(scope="module")
@@ -86,23 +88,43 @@ def test_anonymous_cannot_take_the_lock(agent: ConsulDev) -> None:
 
 def test_releases_are_numbered_and_the_last_five_kept(client: consul.Consul) -> None:
     store = ReleaseStore(client, "numbered")
-    made = [
-        store.create(version=str(v), spec_hash=f"h{v}", variables={"moorage_service": {"v": v}}, status="deployed") for v in range(1, 8)
-    ]
+    made = [store.create(sample_release(version=str(v)), "deployed") for v in range(1, 8)]
     assert [release.number for release in made] == list(range(1, 8))
     kept = store.all()
     assert [release.number for release in kept] == list(range(8 - KEEP, 8))
-    assert store.get(7).variables == {"moorage_service": {"v": 7}}
+    assert store.get(7) == made[-1]  # the typed record comes back as it was written
+    assert store.get(7).files_number == 7
     with pytest.raises(BadInput, match="no release 1 "):
         store.get(1)
 
 
 def test_current_is_the_newest_deployed_and_survives_pruning(client: consul.Consul) -> None:
     store = ReleaseStore(client, "flaky")
-    good = store.create(version="1", spec_hash="h1", variables={}, status="deployed")
+    good = store.create(sample_release(version="1"), "deployed")
     for version in range(2, 9):
-        failed = store.create(version=str(version), spec_hash="hx", variables={}, status="deploying")
+        failed = store.create(sample_release(version=str(version)), "deploying")
         store.mark(failed, "reverted", note="health check never passed")
     assert store.current().number == good.number
     assert store.get(good.number).version == "1"
     assert store.all()[-1].status == "reverted"
+    assert store.all()[-1].note == "health check never passed"
+
+
+def test_a_record_of_moorage_0_1_is_still_read(client: consul.Consul) -> None:
+    client.kv.put("moorage/services/hello/releases/3", json.dumps(LEGACY_RECORD))
+    store = ReleaseStore(client, "hello")
+    (release,) = store.all()
+    assert (release.number, release.version, release.status, release.files_number) == (3, "1", "deployed", 2)
+    assert release.service.spec.replicas == 2  # as scaled, not as the text says
+    store.create(release, "deployed", note="rollback to 3")  # and a current record is written next to it
+    assert [record.number for record in store.all()] == [3, 4]
+
+
+def test_an_unreadable_record_is_one_line_naming_it_and_what_to_do(client: consul.Consul) -> None:
+    client.kv.put("moorage/services/broken/releases/1", '{"variables": {"moorage_service": {}}, "number": 1}')
+    with pytest.raises(MoorageError) as caught:
+        ReleaseStore(client, "broken").all()
+    message = str(caught.value)
+    assert message.startswith("moorage/services/broken/releases/1: cannot read this release record (KeyError")
+    assert message.endswith("deploy the service again with 'moorage deploy FILE' to record a current release")
+    assert "\n" not in message

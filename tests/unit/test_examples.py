@@ -37,7 +37,7 @@ def validate(clone: Path, *specs: str) -> subprocess.CompletedProcess[str]:
 def test_every_example_validates_in_a_fresh_clone_after_the_setup_builds(tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "clone")
     specs = sorted(str(path.relative_to(clone)) for path in clone.glob("examples/*/moorage.yml"))
-    assert specs == ["examples/hello-docker/moorage.yml", "examples/hello/moorage.yml"]
+    assert specs == ["examples/hello-docker/moorage.yml", "examples/hello/moorage.yml", "examples/notes-api/moorage.yml"]
     before = validate(clone, "examples/hello-docker/moorage.yml")
 
     built = subprocess.run(

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from moorage.commands.options import chosen_inventory
 from moorage.errors import BadInput
-from moorage.inventory import InventoryHost, load_inventory, resolve_inventory
-from moorage.plan import place
+from moorage.inventory import InventoryHost, SshTarget, load_inventory
+from moorage.plan import Plan, place, plan_service, with_replicas
 from moorage.spec.model import ServiceSpec
 
 INI_INVENTORY = """\
@@ -105,19 +106,35 @@ def test_unknown_group_is_bad_input_naming_group_file_and_the_groups_there(tmp_p
         load_inventory(path).hosts("workers")
 
 
-def test_resolve_inventory_prefers_the_option(tmp_path: Path) -> None:
-    assert resolve_inventory(tmp_path / "given.ini") == tmp_path / "given.ini"
+def test_the_cli_prefers_the_given_inventory(tmp_path: Path) -> None:
+    assert chosen_inventory(tmp_path / "given.ini") == tmp_path / "given.ini"
 
 
-def test_resolve_inventory_falls_back_to_the_running_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cli_falls_back_to_the_running_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOORAGE_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("MOORAGE_LAB", "testlab")
-    with pytest.raises(BadInput, match=r"^no inventory: pass -i INVENTORY or start the lab with 'moorage lab up'$"):
-        resolve_inventory(None)
+    with pytest.raises(BadInput, match=r"^no inventory: pass -i INVENTORY, set MOORAGE_INVENTORY or start the lab with 'moorage lab up'$"):
+        chosen_inventory(None)
     lab_inventory = tmp_path / "labs" / "testlab" / "hosts.yml"
     lab_inventory.parent.mkdir(parents=True)
     lab_inventory.write_text(YAML_INVENTORY)
-    assert resolve_inventory(None) == lab_inventory
+    assert chosen_inventory(None) == lab_inventory
+
+
+def test_ssh_targets_come_from_the_inventory_like_ansible_reads_them(tmp_path: Path) -> None:
+    path = tmp_path / "hosts.yml"
+    path.write_text(
+        "all:\n  vars: {ansible_user: deploy, ansible_ssh_common_args: '-o StrictHostKeyChecking=no -o LogLevel=ERROR'}\n"
+        "  hosts:\n    web1: {ansible_host: 10.0.0.5, ansible_port: 2222, ansible_ssh_private_key_file: /keys/id}\n    web2:\n"
+    )
+    inventory = load_inventory(path)
+    assert inventory.ssh_target("web1") == SshTarget(
+        "10.0.0.5", "deploy", 2222, "/keys/id", ("-o", "StrictHostKeyChecking=no", "-o", "LogLevel=ERROR")
+    )
+    assert inventory.ssh_target("web2").address == "web2"
+    assert all(type(host.name) is str and type(host.address) is str for host in inventory.hosts("all"))  # no Ansible str subclasses
+    with pytest.raises(BadInput, match=r"hosts\.yml: no host 'web3'$"):
+        inventory.ssh_target("web3")
 
 
 # --- placement -------------------------------------------------------------------------
@@ -157,6 +174,25 @@ def test_too_many_replicas_is_bad_input_naming_group_and_numbers() -> None:
 
 def test_zero_replicas_is_an_empty_plan() -> None:
     assert place(service(replicas=0), hosts(2)) == ()
+
+
+def test_canaries_are_the_next_instances_placed_by_the_same_rule() -> None:
+    plan = plan_service(service(replicas=3, max_per_host=2), hosts(3), canaries=2)
+    widened = place(service(replicas=5, max_per_host=2), hosts(3))
+    assert plan == Plan(group="app", instances=widened[:3], canaries=widened[3:])
+    assert [instance.id for instance in plan.all_instances] == [f"hello-{n}" for n in range(1, 6)]
+    assert plan.without_canaries() == Plan(group="app", instances=widened[:3])
+
+
+def test_canaries_that_do_not_fit_name_the_option() -> None:
+    with pytest.raises(BadInput, match=r"^--canary 2: spec\.replicas: 5 instances do not fit group 'app'"):
+        plan_service(service(replicas=3), hosts(3), canaries=2)
+
+
+def test_a_scale_replan_keeps_every_instance_where_it_is() -> None:
+    deployed = service(replicas=3, max_per_host=2)
+    assert with_replicas(deployed, 5).spec.replicas == 5 and deployed.spec.replicas == 3
+    assert plan_service(with_replicas(deployed, 5), hosts(3)).instances[:3] == plan_service(deployed, hosts(3)).instances
 
 
 def test_different_services_do_not_all_start_on_the_same_host() -> None:

@@ -22,8 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from moorage.cli import cli
-from moorage.spec.loader import SpecInvalid, load_spec
-from moorage.spec.model import ServiceSpec
+from moorage.spec.loader import SpecFile, SpecInvalid, load_spec
 from moorage.targets import kubernetes
 from moorage.targets.classic import service_variables
 
@@ -158,7 +157,7 @@ def int_values(tree: Any, path: str = "") -> Iterator[tuple[str, int]]:
 
 @pytest.mark.parametrize("values", [LARGEST, SMALLEST], ids=["largest", "smallest"])
 def test_kubernetes_takes_the_manifests_of_the_edges(write_spec: WriteSpec, values: dict[str, str]) -> None:
-    service = load_spec(write_spec(spec_text(values)))
+    service = load_spec(write_spec(spec_text(values))).model
 
     manifests = kubernetes.render(service, "1")
 
@@ -168,27 +167,26 @@ def test_kubernetes_takes_the_manifests_of_the_edges(write_spec: WriteSpec, valu
         assert outside == [], f"{manifest['kind']}: not an int32"
 
 
-def systemd_unit(service: ServiceSpec, spec_file: Path) -> str:
+def systemd_unit(spec: SpecFile) -> str:
     template = (REPO / "roles/service/templates/instance.service.j2").read_text()
     return jinja2.Template(template, keep_trailing_newline=True).render(
         ansible_managed="test",
-        service_name=service.name,
-        service_instance={"id": f"{service.name}-1"},
+        service_name=spec.name,
+        service_instance={"id": f"{spec.name}-1"},
         service_release=1,
         service_version="1",
         service_release_dir="/",
         service_env_dir="/etc",
-        service_spec=service_variables(service, spec_file),
+        service_spec=service_variables(spec),
     )
 
 
 @pytest.mark.parametrize("values", [LARGEST, SMALLEST], ids=["largest", "smallest"])
 def test_systemd_consul_and_docker_take_the_variables_of_the_edges(write_spec: WriteSpec, tmp_path: Path, values: dict[str, str]) -> None:
-    spec_file = write_spec(spec_text(values))
-    service = load_spec(spec_file)
-    variables = service_variables(service, spec_file)
+    spec = load_spec(write_spec(spec_text(values)))
+    variables = service_variables(spec)
     unit = tmp_path / "edge-1.service"
-    unit.write_text(systemd_unit(service, spec_file))
+    unit.write_text(systemd_unit(spec))
 
     verified = subprocess.run(
         [shutil.which("systemd-analyze") or "systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False

@@ -206,7 +206,7 @@ def test_artifact_paths_are_relative_to_the_spec_file_not_the_working_directory(
     spec_file.write_text(valid_spec_text)
     monkeypatch.chdir(spec_dir / "app")  # a directory with no ./app inside
 
-    service = load_spec(Path("../services/hello/moorage.yml"))
+    service = load_spec(Path("../services/hello/moorage.yml")).model
 
     assert artifact_path(service, Path("../services/hello/moorage.yml")) == (service_dir / "app").resolve()
     assert image_archive_path(service, spec_file) is None
@@ -220,7 +220,7 @@ def test_an_image_archive_path_resolves_next_to_the_spec(write_spec: WriteSpec, 
     )
     spec_file = write_spec(text)
 
-    assert image_archive_path(load_spec(spec_file), spec_file) == (spec_dir / "web.tar").resolve()
+    assert image_archive_path(load_spec(spec_file).model, spec_file) == (spec_dir / "web.tar").resolve()
 
 
 # --- files that are no spec at all ----------------------------------------------------------------

@@ -28,7 +28,7 @@ def problems(path: Path) -> list[str]:
 
 
 def test_the_design_example_loads_with_every_field(write_spec: Callable[..., Path], valid_spec_text: str) -> None:
-    service = load_spec(write_spec(valid_spec_text))
+    service = load_spec(write_spec(valid_spec_text)).model
 
     body = service.spec
     assert service.name == "hello"
@@ -48,7 +48,7 @@ def test_the_design_example_loads_with_every_field(write_spec: Callable[..., Pat
 def test_defaults_follow_kubernetes_probes_and_nomad_updates_with_auto_revert_on(
     write_spec: Callable[..., Path],
 ) -> None:
-    service = load_spec(write_spec(MINIMAL_SPEC + "  port: 8080\n  health: {tcp: true}\n"))
+    service = load_spec(write_spec(MINIMAL_SPEC + "  port: 8080\n  health: {tcp: true}\n")).model
 
     body = service.spec
     assert body.health is not None
@@ -91,13 +91,13 @@ def test_quantities_read_like_kubernetes() -> None:
 
 
 def test_a_bare_number_for_cpu_is_cores(write_spec: Callable[..., Path]) -> None:
-    service = load_spec(write_spec(MINIMAL_SPEC + "  resources: {cpu: 2, memory: 1Gi}\n"))
+    service = load_spec(write_spec(MINIMAL_SPEC + "  resources: {cpu: 2, memory: 1Gi}\n")).model
 
     assert service.spec.resources.cpu == "2" and cpu_millicores(service.spec.resources.cpu) == 2000
 
 
 def test_env_values_yaml_reads_as_numbers_or_booleans_stay_text(write_spec: Callable[..., Path]) -> None:
-    service = load_spec(write_spec(MINIMAL_SPEC + "  env: {DEBUG: 1, VERBOSE: true, RATIO: 0.5}\n"))
+    service = load_spec(write_spec(MINIMAL_SPEC + "  env: {DEBUG: 1, VERBOSE: true, RATIO: 0.5}\n")).model
 
     assert service.spec.env == {"DEBUG": "1", "VERBOSE": "true", "RATIO": "0.5"}
 
@@ -107,7 +107,7 @@ def test_placeholders_may_name_builtins_env_and_secrets(write_spec: Callable[...
         "command: [./run]",
         'command: [./run, "${PORT}", "${MOORAGE_VERSION}", "${GREETING}", "${TOKEN}"]',
     )
-    service = load_spec(write_spec(text + "  env: {GREETING: hi, URL: 'http://localhost:${PORT}/'}\n  secrets: [TOKEN]\n"))
+    service = load_spec(write_spec(text + "  env: {GREETING: hi, URL: 'http://localhost:${PORT}/'}\n  secrets: [TOKEN]\n")).model
 
     assert service.spec.command == ["./run", "${PORT}", "${MOORAGE_VERSION}", "${GREETING}", "${TOKEN}"]
 

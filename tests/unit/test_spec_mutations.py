@@ -158,7 +158,7 @@ def test_a_mutated_spec_validates_or_fails_with_located_lines(spec_file: Path, c
     spec_file.write_bytes(content)
     line_count = content.count(b"\n") + 1
     try:
-        service = load_spec(spec_file)
+        service = load_spec(spec_file).model
     except SpecInvalid as invalid:
         lines = str(invalid).splitlines()
         assert lines and len(lines) == len(invalid.diagnostics)

@@ -73,7 +73,7 @@ def test_nesting_that_a_spec_uses_is_fine(write_spec: WriteSpec, valid_spec_text
 
     spec = write_spec(valid_spec_text.replace("metadata:\n", deep_but_allowed))
 
-    assert load_spec(spec).metadata.labels == {"l0": "v", "l1": "v", "l2": "v"}
+    assert load_spec(spec).model.metadata.labels == {"l0": "v", "l1": "v", "l2": "v"}
 
 
 def test_the_billion_laughs_is_refused_at_the_first_anchor_past_the_limit(write_spec: WriteSpec, valid_spec_text: str) -> None:
@@ -102,13 +102,13 @@ def test_aliases_a_spec_uses_still_work(write_spec: WriteSpec, valid_spec_text: 
     text = valid_spec_text.replace("  name: hello\n", "  name: hello\n  labels: &shared {GREETING: hi, LEVEL: debug}\n")
     spec = write_spec(text.replace("env: {GREETING: hi}", "env: *shared"))
 
-    assert load_spec(spec).spec.env == {"GREETING": "hi", "LEVEL": "debug"}
+    assert load_spec(spec).model.spec.env == {"GREETING": "hi", "LEVEL": "debug"}
 
 
 def test_a_large_real_spec_validates(write_spec: WriteSpec, valid_spec_text: str) -> None:
     env = "env:\n" + "".join(f"    VARIABLE_{index}: value {index}\n" for index in range(1000))
 
-    service = load_spec(write_spec(valid_spec_text.replace("env: {GREETING: hi}", env + "    GREETING: hi")))
+    service = load_spec(write_spec(valid_spec_text.replace("env: {GREETING: hi}", env + "    GREETING: hi"))).model
 
     assert len(service.spec.env) == 1001
 

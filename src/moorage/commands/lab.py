@@ -8,12 +8,13 @@ import click
 from rich.table import Table
 
 from moorage import lab
+from moorage.commands.options import output_option
 from moorage.errors import BadInput
 from moorage.lab.network import MAX_HOSTS
 from moorage.lab.paths import inventory_path, lab_name
-from moorage.lab.progress import JsonProgress, TextProgress
 from moorage.lab.ssh import command_argv, key_path
-from moorage.output import console, emit_json, emit_result, output_option
+from moorage.output import OutputFormat, console, emit_json, emit_result
+from moorage.reporting import reporter_for
 
 
 @click.group("lab")
@@ -24,10 +25,10 @@ def lab_group() -> None:
 @lab_group.command("up")
 @click.option("--hosts", "host_count", type=click.IntRange(1, MAX_HOSTS), default=4, show_default=True)
 @output_option
-def up_command(host_count: int, output_format: str) -> None:
+def up_command(host_count: int, output_format: OutputFormat) -> None:
     """Boot the lab's machines (idempotent: running machines are left alone) and write its inventory."""
-    progress = JsonProgress() if output_format == "json" else TextProgress()
-    result = lab.up(host_count, progress)
+    with reporter_for(output_format) as reporter:
+        result = lab.up(host_count, reporter)
     if output_format == "json":
         emit_result({"ok": True, **result.as_dict()})
         return
@@ -37,9 +38,10 @@ def up_command(host_count: int, output_format: str) -> None:
 
 @lab_group.command("down")
 @output_option
-def down_command(output_format: str) -> None:
+def down_command(output_format: OutputFormat) -> None:
     """Stop every machine and remove the lab's bridge, state and inventory."""
-    removed = lab.down(JsonProgress() if output_format == "json" else TextProgress())
+    with reporter_for(output_format) as reporter:
+        removed = lab.down(reporter)
     if output_format == "json":
         emit_result({"ok": True, "name": lab_name(), "removed": removed})
     else:
@@ -48,7 +50,7 @@ def down_command(output_format: str) -> None:
 
 @lab_group.command("status")
 @output_option
-def status_command(output_format: str) -> None:
+def status_command(output_format: OutputFormat) -> None:
     """Machines, addresses, groups and whether systemd inside is running."""
     result = lab.status()
     if output_format == "json":
@@ -73,7 +75,7 @@ def ssh_command(host: str, command: tuple[str, ...]) -> None:
 
 @lab_group.command("inventory")
 @output_option
-def inventory_command(output_format: str) -> None:
+def inventory_command(output_format: OutputFormat) -> None:
     """Print where the lab's Ansible inventory is, and what it says."""
     path = inventory_path()
     if not path.is_file():

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from moorage.commands.options import output_option
 from moorage.errors import EXIT_BAD_INPUT
-from moorage.output import OutputFormat, console, emit_json, err_console, output_option
+from moorage.output import OutputFormat, console, emit_json, err_console
 from moorage.spec.loader import Diagnostic, SpecInvalid, load_spec
 from moorage.spec.schema import spec_json_schema
 

@@ -19,9 +19,17 @@ import consul
 
 from moorage import vault
 from moorage.errors import BadInput
-from moorage.inventory import load_inventory
+from moorage.inventory import Inventory
 
 CONSUL_HTTP_PORT = 8500
+
+
+@dataclass(frozen=True)
+class SecretsFile:
+    """``--secrets FILE --vault-password-file P``: the service's secret values, an Ansible Vault file."""
+
+    vault: Path
+    password_file: Path
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,8 @@ class PlatformAccess:
     vault_password_file: Path | None
 
 
-def platform_access(inventory_path: Path) -> PlatformAccess:
+def platform_access(inventory: Inventory) -> PlatformAccess:
+    inventory_path = inventory.path
     secrets = vault.secrets_dir(inventory_path)
     vault_file = secrets / vault.CONSUL_SECRETS_FILE
     password_file = secrets / vault.VAULT_PASSWORD_FILE
@@ -47,7 +56,7 @@ def platform_access(inventory_path: Path) -> PlatformAccess:
     if os.environ.get("CONSUL_HTTP_ADDR"):
         client = consul.Consul(token=token)
     else:
-        servers = load_inventory(inventory_path).hosts("consul_servers")
+        servers = inventory.hosts("consul_servers")
         client = consul.Consul(host=servers[0].address, port=CONSUL_HTTP_PORT, token=token)
     return PlatformAccess(
         client=client,

@@ -1,4 +1,8 @@
-"""What makes two deploys the same: the version (given, or a hash of artifact and spec) and the spec hash."""
+"""What makes two deploys the same: the version (given, or a hash of artifact and spec) and the spec hash.
+
+Both hash the service as the hosts get it (the classic target's ``moorage_service``), so a
+change that reaches no host (a comment, key order) is no change.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+from moorage.spec.loader import SpecFile
+from moorage.targets.classic import service_variables
 
-def spec_hash(service_variables: dict[str, Any]) -> str:
+
+def spec_hash(spec: SpecFile) -> str:
     """A hash of the rendered service (not its placement), stable across runs."""
-    return hashlib.sha256(json.dumps(service_variables, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return _hash_variables(service_variables(spec))
 
 
-def content_version(service_variables: dict[str, Any]) -> str:
+def content_version(spec: SpecFile) -> str:
     """The version when none is given: a hash of the artifact's (or image archive's) bytes and the spec."""
-    digest = hashlib.sha256(spec_hash(service_variables).encode())
-    for key in ("artifact", "image_archive"):
-        if service_variables.get(key):
-            _hash_path(Path(service_variables[key]), digest)
+    digest = hashlib.sha256(spec_hash(spec).encode())
+    for path in (spec.artifact, spec.image_archive):
+        if path is not None:
+            _hash_path(path, digest)
     return digest.hexdigest()[:12]
+
+
+def _hash_variables(variables: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(variables, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _hash_path(path: Path, digest: hashlib._Hash) -> None:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
+from typing import Any
 
 import consul
 
@@ -86,7 +87,7 @@ class DeployLock:
                 # Blocking query: returns when the key changes (released or expired) or after the wait.
                 self.client.kv.get(key, index=index, wait=f"{max(1, int(remaining))}s")
 
-    def _holder_text(self, entry: dict | None) -> str:
+    def _holder_text(self, entry: dict[str, Any] | None) -> str:
         if entry is None or not entry.get("Value"):
             return "held by an unknown holder"
         return LockHolder(**json.loads(entry["Value"])).describe()

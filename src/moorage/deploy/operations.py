@@ -1,24 +1,33 @@
-"""The deploy commands' work: deploy, rollback, scale, promote (each under the service's lock)."""
+"""The deploy commands' work: deploy, plan, rollback, scale, promote, status, logs.
+
+A command opens a :class:`Session` once (the inventory parsed, Consul reached, the reporter
+chosen) and hands it to one of these functions; each takes the service's lock before it writes.
+The data flows one way: spec file -> plan (moorage.plan) -> release (moorage.release, kept in
+Consul) -> the classic target's playbook runs (moorage.deploy.rollout).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from moorage.deploy.connection import PlatformAccess, vault_identities
+from moorage.deploy import status as service_status
+from moorage.deploy.changes import Changes, changes, removed_instances, rollback_removals
+from moorage.deploy.connection import PlatformAccess, SecretsFile, platform_access, vault_identities
 from moorage.deploy.identity import content_version, spec_hash
 from moorage.deploy.lock import DeployLock
-from moorage.deploy.placement import replan
-from moorage.deploy.releases import Release, ReleaseStore
+from moorage.deploy.logs import LineHandler, stream_journals
+from moorage.deploy.releases import ReleaseStore, draft
 from moorage.deploy.rollout import PlaybookContext, RolloutReport, preflight, recheck, remove_instances, roll
 from moorage.errors import BadInput, MoorageError
-from moorage.inventory import load_inventory
-from moorage.plan import place
-from moorage.spec.loader import load_spec
-from moorage.spec.model import ServiceSpec
-from moorage.targets.classic import instance_variables, render
+from moorage.inventory import Inventory, load_inventory
+from moorage.plan import Plan, plan_service
+from moorage.release import Release, ReleaseStatus, scaled_spec
+from moorage.reporting import QuietReporter, Reporter
+from moorage.spec.loader import SpecFile, load_spec
 
 
 @dataclass(frozen=True)
@@ -40,40 +49,105 @@ class Outcome:
         }
 
 
+class RolloutFailed(MoorageError):
+    """A rollout that failed (exit 1); carries the outcome for the report."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
 @dataclass(frozen=True)
 class Session:
-    """Everything one command needs: where, how to reach Consul, how to report."""
+    """Everything one command needs, built once: the inventory, Consul, how to report, the secrets."""
 
-    inventory: Path
+    inventory: Inventory
     access: PlatformAccess
     context: PlaybookContext
     lock_wait: timedelta
-    secrets_password_file: Path | None = None  # opens the --secrets vault
+    secrets: SecretsFile | None = None
 
-    def identities(self) -> Any:
+    def identities(self) -> AbstractContextManager[None]:
+        """Ansible may open the platform's vault and the service's secrets while this is open."""
         files = {}
         if self.access.vault_password_file is not None:
             files["platform"] = self.access.vault_password_file
-        if self.secrets_password_file is not None:
-            files["secrets"] = self.secrets_password_file.resolve()
+        if self.secrets is not None:
+            files["secrets"] = self.secrets.password_file.resolve()
         return vault_identities(files)
+
+    def store(self, service: str) -> ReleaseStore:
+        return ReleaseStore(self.access.client, service)
+
+    def lock(self, service: str, version: str, action: str) -> DeployLock:
+        return DeployLock(self.access.client, service, version, action, self.lock_wait)
+
+
+def open_session(
+    inventory_path: Path, *, reporter: Reporter | None = None, secrets: SecretsFile | None = None, lock_wait: timedelta = timedelta(0)
+) -> Session:
+    inventory = load_inventory(inventory_path)
+    access = platform_access(inventory)
+    context = PlaybookContext(
+        inventory=inventory,
+        consul_vault_file=access.consul_vault_file,
+        secrets_file=None if secrets is None else secrets.vault,
+        reporter=reporter or QuietReporter(),
+    )
+    return Session(inventory, access, context, lock_wait, secrets)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a deploy of a spec file would record: the spec, its plan, version and spec hash."""
+
+    spec: SpecFile
+    plan: Plan
+    version: str
+    spec_hash: str
+
+    def release(self) -> Release:
+        return draft(self.version, self.spec_hash, self.spec, self.plan)
+
+
+def candidate(spec: SpecFile, inventory: Inventory, version: str | None, canaries: int = 0) -> Candidate:
+    plan = plan_service(spec.model, inventory.hosts(spec.model.spec.placement.group), canaries)
+    return Candidate(spec, plan, version or content_version(spec), spec_hash(spec))
+
+
+@dataclass(frozen=True)
+class Preview:
+    """``moorage plan``: what a deploy of a spec would change, per instance."""
+
+    service: str
+    version: str
+    changes: Changes
+
+    def as_dict(self) -> dict[str, Any]:
+        current = self.changes.current
+        return {
+            "service": self.service,
+            "version": self.version,
+            "current_release": None if current is None else current.number,
+            "changes": [change.as_dict() for change in self.changes.instances],
+            "changed": self.changes.pending,
+        }
+
+
+def preview(session: Session, spec_file: Path, version: str | None) -> Preview:
+    """What ``deploy`` would change (reads Consul, touches nothing)."""
+    proposed = candidate(load_spec(spec_file), session.inventory, version)
+    current = session.store(proposed.spec.name).current()
+    return Preview(proposed.spec.name, proposed.version, changes(current, proposed.plan, proposed.version, proposed.spec_hash))
 
 
 def deploy(session: Session, spec_file: Path, version: str | None, canary: int | None) -> Outcome:
-    service = load_spec(spec_file)
-    variables = render(service, spec_file, session.inventory)
-    canary = canary if canary is not None else service.spec.update.canary
-    version = version or content_version(variables["moorage_service"])
-    digest = spec_hash(variables["moorage_service"])
-    store = ReleaseStore(session.access.client, service.name)
-    with DeployLock(session.access.client, service.name, version, "deploy", session.lock_wait):
+    spec = load_spec(spec_file)
+    proposed = candidate(spec, session.inventory, version, spec.model.spec.update.canary if canary is None else canary)
+    store = session.store(spec.name)
+    with session.lock(spec.name, proposed.version, "deploy"):
         current = store.current()
-        if (
-            current is not None
-            and current.version == version
-            and current.spec_hash == digest
-            and current.variables["moorage_instances"] == variables["moorage_instances"]
-        ):
+        if current is not None and not changes(current, proposed.plan, proposed.version, proposed.spec_hash).pending:
             with session.identities():
                 changed_tasks = recheck(session.context, current)
             return Outcome(
@@ -82,33 +156,34 @@ def deploy(session: Session, spec_file: Path, version: str | None, canary: int |
                 report=None,
                 ansible_changed=changed_tasks,
                 message=(
-                    f"{service.name}: release {current.number} (version {version}) already deployed; "
+                    f"{spec.name}: release {current.number} (version {proposed.version}) already deployed; "
                     f"no change (hosts checked, Ansible changed {changed_tasks})"
                 ),
             )
         _refuse_during_canary(store)
-        # What scale and promote need later: the spec as deployed, and the canaries beside the old.
-        canaries = canary_instances(service, session.inventory, canary) if canary else []
-        variables = {**variables, "spec_text": spec_file.read_text(), "spec_file": str(spec_file.resolve()), "canary_instances": canaries}
-        candidate = Release(number=0, version=version, spec_hash=digest, created="", by="", status="deploying", variables=variables)
         with session.identities():
-            preflight(session.context, candidate)
-            release = store.create(version, digest, variables, "deploying")
-            if canaries:
-                report = roll(session.context, release, current, canaries, [])
+            preflight(session.context, proposed.release())
+            release = store.create(proposed.release(), "deploying")
+            if proposed.plan.canaries:
+                report = roll(session.context, release, current, proposed.plan.canaries, [])
             else:
-                report = roll(session.context, release, current, variables["moorage_instances"], _removed(current, variables))
-        return _finish(store, release, report, "canary" if canaries else "deployed")
+                report = roll(session.context, release, current, proposed.plan.instances, removed_instances(current, proposed.plan))
+        return _finish(store, release, report, "canary" if proposed.plan.canaries else "deployed")
 
 
 def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
-    store = ReleaseStore(session.access.client, service_name)
+    """A new release running release ``to``'s files and spec (default: the previous deployed one).
+
+    A canary release still out is dropped too: without ``--to`` that is all a rollback does.
+    """
+    store = session.store(service_name)
     releases = store.all()
     if not releases:
         raise BadInput(f"{service_name}: no releases in Consul (deploy it first)")
     current = store.current()
-    if to is None and releases[-1].status == "canary":
-        return _drop_canaries(session, store, releases[-1])
+    canary = releases[-1] if releases[-1].status == "canary" else None
+    if to is None and canary is not None:
+        return _drop_canaries(session, store, canary)
     if to is None:
         older = [release for release in releases if release.status == "deployed" and (current is None or release.number < current.number)]
         if not older:
@@ -116,60 +191,76 @@ def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
         target = older[-1]
     else:
         target = store.get(to)
-    with DeployLock(session.access.client, service_name, target.version, f"rollback to {target.number}", session.lock_wait):
-        variables = {**target.variables, "files_release": target.variables.get("files_release", target.number)}
+    with session.lock(service_name, target.version, f"rollback to {target.number}"):
+        plan = target.plan.without_canaries()
+        again = replace(target, plan=plan, files_release=target.files_number)
         with session.identities():
-            release = store.create(target.version, target.spec_hash, variables, "deploying", note=f"rollback to {target.number}")
-            report = roll(session.context, release, current, variables["moorage_instances"], _removed(current, variables))
+            release = store.create(again, "deploying", note=f"rollback to {target.number}")
+            report = roll(session.context, release, current, plan.instances, rollback_removals(current, plan, canary))
+        if canary is not None and report.failure is None:
+            store.mark(canary, "reverted", note=f"canaries dropped by rollback to {target.number}", plan=canary.plan.without_canaries())
         return _finish(store, release, report, "deployed")
 
 
 def scale(session: Session, service_name: str, replicas: int) -> Outcome:
     """New instances start with the current release; removed ones drain and go; others are untouched."""
-    store = ReleaseStore(session.access.client, service_name)
+    store = session.store(service_name)
     current = store.current()
     if current is None:
         raise BadInput(f"{service_name}: nothing deployed to scale")
-    instances = replan(current, replicas, session.inventory)
-    before = {instance["id"] for instance in current.variables["moorage_instances"]}
-    added = [instance for instance in instances if instance["id"] not in before]
-    variables = {
-        **current.variables,
-        "moorage_service": {**current.variables["moorage_service"], "replicas": replicas},
-        "moorage_instances": instances,
-        "files_release": current.variables.get("files_release", current.number),
-    }
+    spec = scaled_spec(current.spec, replicas)
+    plan = plan_service(spec.model, session.inventory.hosts(current.plan.group))
+    before = {instance.id for instance in current.plan.instances}
+    added = [instance for instance in plan.instances if instance.id not in before]
     _refuse_during_canary(store)
-    if not added and len(instances) == len(before):
+    if not added and len(plan.instances) == len(before):
         return Outcome(changed=False, release=current, report=None, message=f"{service_name}: already {replicas} instances; no change")
-    with DeployLock(session.access.client, service_name, current.version, f"scale to {replicas}", session.lock_wait):
+    with session.lock(service_name, current.version, f"scale to {replicas}"):
+        scaled = replace(current, spec=spec, plan=plan, files_release=current.files_number)
         with session.identities():
-            release = store.create(current.version, current.spec_hash, variables, "deploying", note=f"scale to {replicas}")
-            report = roll(session.context, release, current, added, _removed(current, variables))
+            release = store.create(scaled, "deploying", note=f"scale to {replicas}")
+            report = roll(session.context, release, current, added, removed_instances(current, plan))
         return _finish(store, release, report, "deployed")
 
 
 def promote(session: Session, service_name: str) -> Outcome:
     """The canary release goes everywhere: the planned instances roll to it, then the canaries go."""
-    store = ReleaseStore(session.access.client, service_name)
+    store = session.store(service_name)
     latest = store.latest()
     if latest is None or latest.status != "canary":
         raise BadInput(f"{service_name}: no canary release to promote")
     previous = store.current()
-    with DeployLock(session.access.client, service_name, latest.version, "promote", session.lock_wait):
+    with session.lock(service_name, latest.version, "promote"):
         with session.identities():
-            removed = latest.variables["canary_instances"] + _removed(previous, latest.variables)
-            report = roll(session.context, latest, previous, latest.variables["moorage_instances"], removed)
+            removed = [*latest.plan.canaries, *removed_instances(previous, latest.plan)]
+            report = roll(session.context, latest, previous, latest.plan.instances, removed)
         if report.failure is None:
-            latest = store.mark(latest, "canary", variables={**latest.variables, "canary_instances": []})
+            latest = store.mark(latest, "canary", plan=latest.plan.without_canaries())
         return _finish(store, latest, report, "deployed")
+
+
+def instances(session: Session, service: str | None) -> list[tuple[str, service_status.InstanceState]]:
+    """(service, instance) for SERVICE, or for every moorage service in Consul."""
+    client = session.access.client
+    names = [service] if service else service_status.services(client)
+    return [(name, row) for name in names for row in service_status.instances(client, name)]
+
+
+def releases(session: Session, service: str) -> list[Release]:
+    return session.store(service).all()
+
+
+def logs(session: Session, service: str, on_line: LineHandler, *, follow: bool, since: str | None) -> None:
+    """The journal of ``service`` on every host that runs an instance (``on_line(host, line)``)."""
+    hosts = [row.host for row in service_status.instances(session.access.client, service)]
+    stream_journals(session.inventory, service, hosts, on_line, follow=follow, since=since)
 
 
 def _drop_canaries(session: Session, store: ReleaseStore, canary: Release) -> Outcome:
     """``rollback`` of a canary release: its extra instances drain and go; the others never changed."""
-    with DeployLock(session.access.client, store.service, canary.version, "drop canaries", session.lock_wait):
+    with session.lock(store.service, canary.version, "drop canaries"):
         with session.identities():
-            report = remove_instances(session.context, canary, canary.variables["canary_instances"])
+            report = remove_instances(session.context, canary, canary.plan.canaries)
         if report.failure is not None:
             raise RolloutFailed(
                 Outcome(
@@ -179,9 +270,7 @@ def _drop_canaries(session: Session, store: ReleaseStore, canary: Release) -> Ou
                     message=f"{store.service}: dropping the canaries of release {canary.number} failed: {report.failure}",
                 )
             )
-        dropped = store.mark(
-            canary, "reverted", note="canaries dropped by rollback", variables={**canary.variables, "canary_instances": []}
-        )
+        dropped = store.mark(canary, "reverted", note="canaries dropped by rollback", plan=canary.plan.without_canaries())
         return Outcome(
             changed=True,
             release=dropped,
@@ -199,44 +288,19 @@ def _refuse_during_canary(store: ReleaseStore) -> None:
         )
 
 
-def canary_instances(service: ServiceSpec, inventory: Path, count: int) -> list[dict[str, Any]]:
-    """``count`` instances beyond the planned ones (the next indexes, placed by the same rule)."""
-    hosts = load_inventory(inventory).hosts(service.spec.placement.group)
-    widened = service.model_copy(update={"spec": service.spec.model_copy(update={"replicas": service.spec.replicas + count})})
-    try:
-        return instance_variables(place(widened, hosts))[service.spec.replicas :]
-    except BadInput as error:
-        raise BadInput(f"--canary {count}: {error}") from None
-
-
-def _removed(current: Release | None, variables: dict[str, Any]) -> list[dict[str, Any]]:
-    if current is None:
-        return []
-    keep = {instance["id"] for instance in variables["moorage_instances"]}
-    return [instance for instance in current.variables["moorage_instances"] if instance["id"] not in keep]
-
-
-def _finish(store: ReleaseStore, release: Release, report: RolloutReport, success_status: str) -> Outcome:
+def _finish(store: ReleaseStore, release: Release, report: RolloutReport, success_status: ReleaseStatus) -> Outcome:
     if report.failure is None:
-        done = store.mark(release, success_status)  # type: ignore[arg-type]
+        done = store.mark(release, success_status)
         return Outcome(
             changed=True,
             release=done,
             report=report,
             message=f"{store.service}: release {release.number} (version {release.version}) {success_status}",
         )
-    status = "reverted" if report.reverted else "failed"
+    status: ReleaseStatus = "reverted" if report.reverted else "failed"
     failed = store.mark(release, status, note=report.failure)
     raise RolloutFailed(
         Outcome(
             changed=True, release=failed, report=report, message=f"{store.service}: release {release.number} {status}: {report.failure}"
         )
     )
-
-
-class RolloutFailed(MoorageError):
-    """A rollout that failed (exit 1); carries the outcome for the report."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(outcome.message)
-        self.outcome = outcome

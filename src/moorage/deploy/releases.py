@@ -1,54 +1,35 @@
-"""Releases: each deploy is a numbered record in Consul KV (``moorage/services/NAME/releases/N``).
+"""The releases of a service in Consul KV (``moorage/services/NAME/releases/N``), oldest first.
 
-A record holds what a person asks about (version, spec hash, time, who, status) and what a
-rollback needs (the rendered deploy variables). The last ``KEEP`` records are kept; the
+Each record is a :class:`moorage.release.Release` (typed, with a schema version). The last
+``KEEP`` records are kept, and the newest deployed one (a rollback target) even if older; the
 hosts keep the same releases' files (the service role prunes them to the same number).
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import socket
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
 
 import consul
 
 from moorage.deploy.keys import release_key, releases_prefix
-from moorage.errors import BadInput
+from moorage.errors import BadInput, MoorageError
+from moorage.plan import Plan
+from moorage.release import Release, ReleaseStatus, release_from_json
+from moorage.spec.loader import SpecFile
 
 KEEP = 5
-
-ReleaseStatus = Literal["deploying", "canary", "deployed", "failed", "reverted"]
-
-
-@dataclass(frozen=True)
-class Release:
-    number: int
-    version: str
-    spec_hash: str
-    created: str  # ISO 8601, UTC
-    by: str  # user@host of whoever deployed
-    status: ReleaseStatus
-    variables: dict[str, Any] = field(repr=False)  # moorage_service + moorage_instances as deployed
-    note: str = ""  # e.g. "rollback to 1", "scale to 5", the failure reason
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Release:
-        return cls(**json.loads(text))
-
-    def summary(self) -> dict[str, Any]:
-        """Everything but the variables: what ``moorage releases`` shows."""
-        return {key: value for key, value in asdict(self).items() if key != "variables"}
 
 
 def who() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def draft(version: str, spec_hash: str, spec: SpecFile, plan: Plan) -> Release:
+    """A release not recorded yet (number 0): what a deploy's preflight checks."""
+    return Release(number=0, version=version, spec_hash=spec_hash, created="", by="", status="deploying", note="", spec=spec, plan=plan)
 
 
 class ReleaseStore:
@@ -61,52 +42,47 @@ class ReleaseStore:
     def all(self) -> list[Release]:
         """Oldest first."""
         _, entries = self.client.kv.get(releases_prefix(self.service), recurse=True)
-        releases = [Release.from_json(entry["Value"]) for entry in entries or [] if entry["Value"]]
+        releases = [release_from_json(entry["Value"], entry["Key"]) for entry in entries or [] if entry["Value"]]
         return sorted(releases, key=lambda release: release.number)
 
     def get(self, number: int) -> Release:
-        _, entry = self.client.kv.get(release_key(self.service, number))
+        key = release_key(self.service, number)
+        _, entry = self.client.kv.get(key)
         if entry is None or not entry["Value"]:
             kept = ", ".join(str(release.number) for release in self.all()) or "none"
             raise BadInput(f"{self.service}: no release {number} (kept: {kept})")
-        return Release.from_json(entry["Value"])
+        return release_from_json(entry["Value"], key)
 
     def current(self) -> Release | None:
         """The newest release that is running everywhere (deployed), if any."""
         deployed = [release for release in self.all() if release.status == "deployed"]
         return deployed[-1] if deployed else None
 
-    def create(self, version: str, spec_hash: str, variables: dict[str, Any], status: ReleaseStatus, note: str = "") -> Release:
-        existing = self.all()
-        number = existing[-1].number + 1 if existing else 1
-        release = Release(
-            number=number,
-            version=version,
-            spec_hash=spec_hash,
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-            by=who(),
-            status=status,
-            variables=variables,
-            note=note,
-        )
-        # cas=0: only if the key does not exist yet (two writers never share a number).
-        if not self.client.kv.put(release_key(self.service, number), release.to_json(), cas=0):
-            raise RuntimeError(f"{self.service}: release {number} was written by someone else meanwhile")
-        self._prune([*existing, release])
-        return release
-
     def latest(self) -> Release | None:
         """The newest release, whatever its status."""
         kept = self.all()
         return kept[-1] if kept else None
 
-    def mark(self, release: Release, status: ReleaseStatus, note: str | None = None, variables: dict[str, Any] | None = None) -> Release:
-        updated = replace(
-            release,
+    def create(self, candidate: Release, status: ReleaseStatus, note: str = "") -> Release:
+        """Record ``candidate`` under the next number, as of now, by whoever runs this."""
+        existing = self.all()
+        number = existing[-1].number + 1 if existing else 1
+        release = replace(
+            candidate,
+            number=number,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            by=who(),
             status=status,
-            note=release.note if note is None else note,
-            variables=release.variables if variables is None else variables,
+            note=note,
         )
+        # cas=0: only if the key does not exist yet (two writers never share a number).
+        if not self.client.kv.put(release_key(self.service, number), release.to_json(), cas=0):
+            raise MoorageError(f"{self.service}: release {number} was written by someone else meanwhile")
+        self._prune([*existing, release])
+        return release
+
+    def mark(self, release: Release, status: ReleaseStatus, note: str | None = None, plan: Plan | None = None) -> Release:
+        updated = replace(release, status=status, note=release.note if note is None else note, plan=release.plan if plan is None else plan)
         self.client.kv.put(release_key(self.service, release.number), updated.to_json())
         return updated
 

@@ -15,17 +15,21 @@ one run of ``playbooks/deploy.yml`` limited to the hosts it touches:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moorage.deploy.releases import Release
 from moorage.errors import BadInput, MoorageError
-from moorage.runner import PlaybookResult, Reporter, run_playbook
+from moorage.inventory import Inventory
+from moorage.plan import Instance
+from moorage.release import Release
+from moorage.reporting import Reporter
+from moorage.runner import PlaybookResult, run_playbook
+from moorage.spec.units import format_duration
+from moorage.targets.classic import Phase, playbook_extravars
 
 PLAYBOOK = "deploy.yml"
-Instance = dict[str, Any]  # as in moorage_instances: id, index, host, address, port
 
 
 @dataclass
@@ -46,16 +50,10 @@ class RolloutReport:
 class PlaybookContext:
     """What every run of the deploy playbook needs besides the release."""
 
-    inventory: Path
+    inventory: Inventory
     consul_vault_file: Path | None
     secrets_file: Path | None
-    reporter: Reporter | None
-    say: Callable[[str], None]  # a line of progress for people (or a JSON event)
-
-
-def release_instances(release: Release) -> list[Instance]:
-    """The planned instances and any canaries beside them."""
-    return [*release.variables["moorage_instances"], *release.variables.get("canary_instances", [])]
+    reporter: Reporter
 
 
 def batches(instances: Sequence[Instance], size: int) -> list[list[Instance]]:
@@ -63,25 +61,13 @@ def batches(instances: Sequence[Instance], size: int) -> list[list[Instance]]:
 
 
 def run_phase(
-    context: PlaybookContext, release: Release, phase: str, batch: Sequence[Instance] = (), instances: Sequence[Instance] | None = None
+    context: PlaybookContext, release: Release, phase: Phase, batch: Sequence[Instance] = (), instances: Sequence[Instance] | None = None
 ) -> PlaybookResult:
-    service = release.variables["moorage_service"]
-    extravars: dict[str, Any] = {
-        "moorage_service": service,
-        "moorage_instances": list(instances if instances is not None else release_instances(release)),
-        "moorage_group": service["group"],
-        "moorage_phase": phase,
-        "moorage_batch": [instance["id"] for instance in batch],
-        "moorage_release": release.number,
-        "moorage_version": release.version,
-        "moorage_files_release": release.variables.get("files_release", release.number),
-    }
-    if context.consul_vault_file is not None:
-        extravars["moorage_consul_vault_file"] = str(context.consul_vault_file)
-    if context.secrets_file is not None:
-        extravars["moorage_secrets_file"] = str(context.secrets_file.resolve())
-    limit = ",".join(sorted({instance["host"] for instance in batch})) if batch else None
-    return run_playbook(PLAYBOOK, context.inventory, extravars, limit=limit, reporter=context.reporter)
+    extravars = playbook_extravars(
+        release, phase, batch, instances, consul_vault_file=context.consul_vault_file, secrets_file=context.secrets_file
+    )
+    limit = ",".join(sorted({instance.host for instance in batch})) if batch else None
+    return run_playbook(PLAYBOOK, context.inventory.path, extravars, limit=limit, on_event=context.reporter.ansible_event)
 
 
 def failure_text(result: PlaybookResult) -> str:
@@ -94,7 +80,7 @@ def failure_text(result: PlaybookResult) -> str:
 
 
 def preflight(context: PlaybookContext, release: Release) -> None:
-    context.say(f"preflight on group {release.variables['moorage_service']['group']}")
+    context.reporter.stage(f"preflight on group {release.plan.group}")
     result = run_phase(context, release, "preflight")
     if not result.succeeded:
         first = result.failures[0] if result.failures else None
@@ -106,7 +92,7 @@ def preflight(context: PlaybookContext, release: Release) -> None:
 def recheck(context: PlaybookContext, current: Release) -> int:
     """A deploy that changes nothing still checks that the hosts hold the current release's files
     (the prepare phase, idempotent); returns how many tasks Ansible changed (0 on intact hosts)."""
-    context.say(f"release {current.number} (version {current.version}) already deployed: checking its files on the hosts")
+    context.reporter.stage(f"release {current.number} (version {current.version}) already deployed: checking its files on the hosts")
     result = run_phase(context, current, "prepare")
     if not result.succeeded:
         raise MoorageError(f"checking release {current.number} on the hosts failed: {failure_text(result)}")
@@ -117,26 +103,28 @@ def roll(
     context: PlaybookContext, new: Release, previous: Release | None, targets: Sequence[Instance], removed: Sequence[Instance]
 ) -> RolloutReport:
     """Prepare, switch ``targets`` batch by batch, then remove ``removed``; revert on failure."""
-    service = new.variables["moorage_service"]
-    report = RolloutReport(service=service["name"], release=new.number, version=new.version)
-    context.say(f"release {new.number} (version {new.version}): shipping files")
+    update = new.service.spec.update
+    report = RolloutReport(service=new.service.name, release=new.number, version=new.version)
+    context.reporter.stage(f"release {new.number} (version {new.version}): shipping files")
     prepared = run_phase(context, new, "prepare")
     if not prepared.succeeded:
         report.failure = f"prepare failed: {failure_text(prepared)}"
         return report
-    all_batches = batches(targets, service["update"]["max_parallel"])
+    all_batches = batches(targets, update.max_parallel)
     touched: list[Instance] = []
     for number, batch in enumerate(all_batches, start=1):
-        names = ", ".join(f"{instance['id']}@{instance['host']}" for instance in batch)
-        context.say(f"batch {number}/{len(all_batches)}: {names} -> release {new.number} (healthy for {service['update']['min_healthy']})")
+        names = ", ".join(f"{instance.id}@{instance.host}" for instance in batch)
+        context.reporter.stage(
+            f"batch {number}/{len(all_batches)}: {names} -> release {new.number} (healthy for {format_duration(update.min_healthy)})"
+        )
         touched.extend(batch)
         result = run_phase(context, new, "switch", batch)
         if not result.succeeded:
             report.failure = f"batch {number}/{len(all_batches)} failed: {failure_text(result)}"
-            if service["update"]["auto_revert"]:
+            if update.auto_revert:
                 revert(context, new, previous, touched, report)
             return report
-        report.switched.extend(instance["id"] for instance in batch)
+        report.switched.extend(instance.id for instance in batch)
     if removed:
         removal = remove_instances(context, new, removed)
         report.removed, report.failure = removal.removed, removal.failure
@@ -145,11 +133,11 @@ def roll(
 
 def remove_instances(context: PlaybookContext, release: Release, removed: Sequence[Instance]) -> RolloutReport:
     """Drain, deregister and stop ``removed`` (e.g. after scaling down, or dropped canaries)."""
-    report = RolloutReport(service=release.variables["moorage_service"]["name"], release=release.number, version=release.version)
-    context.say(f"removing {', '.join(instance['id'] for instance in removed)}")
+    report = RolloutReport(service=release.service.name, release=release.number, version=release.version)
+    context.reporter.stage(f"removing {', '.join(instance.id for instance in removed)}")
     result = run_phase(context, release, "remove", removed, instances=removed)
     if result.succeeded:
-        report.removed.extend(instance["id"] for instance in removed)
+        report.removed.extend(instance.id for instance in removed)
     else:
         report.failure = f"removing instances failed: {failure_text(result)}"
     return report
@@ -157,16 +145,16 @@ def remove_instances(context: PlaybookContext, release: Release, removed: Sequen
 
 def revert(context: PlaybookContext, new: Release, previous: Release | None, touched: Sequence[Instance], report: RolloutReport) -> None:
     """Every touched instance back to ``previous``; instances ``previous`` did not have are removed."""
-    before = {instance["id"]: instance for instance in previous.variables["moorage_instances"]} if previous else {}
-    back = [instance for instance in touched if instance["id"] in before]
-    extra = [instance for instance in touched if instance["id"] not in before]
+    before = {instance.id for instance in previous.plan.instances} if previous else set()
+    back = [instance for instance in touched if instance.id in before]
+    extra = [instance for instance in touched if instance.id not in before]
     if previous is not None and back:
-        context.say(f"auto-revert: {', '.join(instance['id'] for instance in back)} -> release {previous.number}")
-        for batch in batches(back, previous.variables["moorage_service"]["update"]["max_parallel"]):
+        context.reporter.stage(f"auto-revert: {', '.join(instance.id for instance in back)} -> release {previous.number}")
+        for batch in batches(back, previous.service.spec.update.max_parallel):
             result = run_phase(context, previous, "switch", batch)
             if not result.succeeded:
                 raise MoorageError(f"{report.failure}; and the revert to release {previous.number} failed too: {failure_text(result)}")
-            report.reverted.extend(instance["id"] for instance in batch)
+            report.reverted.extend(instance.id for instance in batch)
     if extra:
         result = run_phase(context, new, "remove", extra, instances=extra)
-        report.reverted.extend(instance["id"] for instance in extra if result.succeeded)
+        report.reverted.extend(instance.id for instance in extra if result.succeeded)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from moorage.lab.paths import cache_root
+from moorage.state_paths import cache_root
 
 
 def input_key(inputs: dict[str, object]) -> str:

@@ -28,9 +28,9 @@ from moorage.lab.inventory import groups_for, render
 from moorage.lab.machines import Machine
 from moorage.lab.network import MAX_HOSTS, LabNetwork, bridge_name, choose_network, ensure_bridge, remove_bridge
 from moorage.lab.paths import inventory_path, lab_dir, lab_name
-from moorage.lab.progress import Progress, QuietProgress
 from moorage.lab.ssh import ensure_key, key_path, run_remote
 from moorage.paths import ansible_root
+from moorage.reporting import QuietReporter, Reporter
 
 BOOT_TIMEOUT_SECONDS = 180
 # The name becomes nspawn machine names (NAME-1, ...): nspawn accepts letters, digits, '-' and '.' only.
@@ -63,9 +63,9 @@ class LabStatus:
         return asdict(self)
 
 
-def up(host_count: int, progress: Progress | None = None) -> LabStatus:
+def up(host_count: int, progress: Reporter | None = None) -> LabStatus:
     """Bring the lab to ``host_count`` running machines; a machine that already runs as wanted is left alone."""
-    progress = progress or QuietProgress()
+    progress = progress or QuietReporter()
     if not 1 <= host_count <= MAX_HOSTS:
         raise BadInput(f"--hosts must be between 1 and {MAX_HOSTS}, not {host_count}")
     preflight()
@@ -101,9 +101,9 @@ def up(host_count: int, progress: Progress | None = None) -> LabStatus:
     )  # fmt: skip
 
 
-def down(progress: Progress | None = None) -> list[str]:
+def down(progress: Reporter | None = None) -> list[str]:
     """Stop every machine and remove the bridge, the lab's state and its inventory; return what was removed."""
-    progress = progress or QuietProgress()
+    progress = progress or QuietReporter()
     preflight()
     name = _checked_lab_name()
     removed: list[str] = []
@@ -248,7 +248,7 @@ def _remove_machines(machines: list[Machine]) -> None:
 
 
 def _wait_until_ready(
-    machines: list[Machine], launches: dict[str, tuple[list[str], dict[str, str]]], key: Path, progress: Progress
+    machines: list[Machine], launches: dict[str, tuple[list[str], dict[str, str]]], key: Path, progress: Reporter
 ) -> None:
     """Wait until every machine answers SSH and its systemd finished booting with every unit up.
 
@@ -259,7 +259,7 @@ def _wait_until_ready(
         list(pool.map(lambda machine: _wait_one(machine, launches[machine.hostname], key, progress), machines))
 
 
-def _wait_one(machine: Machine, launch: tuple[list[str], dict[str, str]], key: Path, progress: Progress) -> None:
+def _wait_one(machine: Machine, launch: tuple[list[str], dict[str, str]], key: Path, progress: Reporter) -> None:
     deadline = time.monotonic() + BOOT_TIMEOUT_SECONDS
     restarted = False
     while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from moorage.errors import MoorageError
 from moorage.lab.host import run
 
 # The lab picks its /24s inside this private range; nothing else on a typical host uses it.
-LAB_RANGE = ipaddress.ip_network("10.213.0.0/16")
+LAB_RANGE = ipaddress.IPv4Network("10.213.0.0/16")
 FIRST_MACHINE_OFFSET = 10  # lab-1 is .11, lab-2 .12, ...
 MAX_HOSTS = 200
 
@@ -63,11 +63,11 @@ def _networks_in_use() -> list[ipaddress.IPv4Network]:
     addresses = json.loads(run(["ip", "-json", "-4", "addr", "show"], what="listing addresses") or "[]")
     routes = json.loads(run(["ip", "-json", "-4", "route", "show", "table", "all"], what="listing routes") or "[]")
     networks = [
-        ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False)
+        ipaddress.IPv4Network(f"{info['local']}/{info['prefixlen']}", strict=False)
         for link in addresses
         for info in link.get("addr_info", [])
     ]
-    networks += [ipaddress.ip_network(route["dst"], strict=False) for route in routes if route.get("dst", "default")[0].isdigit()]
+    networks += [ipaddress.IPv4Network(route["dst"], strict=False) for route in routes if route.get("dst", "default")[0].isdigit()]
     return [network for network in networks if network.prefixlen > 0]
 
 

@@ -69,7 +69,23 @@ class SpecInvalid(BadInput):
         return {**super().as_json(), "errors": [diagnostic.as_json() for diagnostic in self.diagnostics]}
 
 
-def load_spec(path: Path) -> ServiceSpec:
+@dataclass(frozen=True)
+class SpecFile:
+    """A spec as read from its file, once: the validated model, the file, its text, and the files
+    it names resolved next to it (absolute paths on this machine)."""
+
+    model: ServiceSpec
+    file: Path
+    text: str
+    artifact: Path | None  # spec.artifact (runtime systemd)
+    image_archive: Path | None  # spec.imageArchive (runtime docker)
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+
+def load_spec(path: Path) -> SpecFile:
     """Read and validate the spec at ``path``; raise ``SpecInvalid`` listing every problem."""
     file = str(path)
     if path.is_dir():
@@ -95,7 +111,7 @@ def load_spec(path: Path) -> ServiceSpec:
     return load_spec_text(text, path)
 
 
-def load_spec_text(text: str, path: Path) -> ServiceSpec:
+def load_spec_text(text: str, path: Path) -> SpecFile:
     """Validate spec ``text`` as if read from ``path`` (relative paths in it resolve next to ``path``)."""
     file = str(path)
     try:
@@ -119,7 +135,7 @@ def load_spec_text(text: str, path: Path) -> ServiceSpec:
     ]
     if diagnostics:
         raise SpecInvalid(diagnostics)
-    return service
+    return SpecFile(service, path, text, artifact_path(service, path), image_archive_path(service, path))
 
 
 def artifact_path(service: ServiceSpec, spec_file: Path) -> Path | None:

@@ -1,46 +1,89 @@
-"""The classic target: the plan and the variables the deploy playbook gets.
+"""The classic target: what the deploy playbook gets, derived from a plan and a release.
 
-``render`` returns ``{"moorage_service": {...}, "moorage_instances": [...]}``; these are the
-extra variables of ``playbooks/deploy.yml`` (documented in docs/concepts.md). Durations come
-both as Consul/Go strings (``"2s"``) and as seconds; resources as systemd values.
+This is the edge where moorage's typed values become Ansible variables, in one place:
+:func:`deploy_variables` (``moorage_service`` and ``moorage_instances``, what ``moorage render
+--target classic`` prints) and :func:`playbook_extravars` (those plus the run's phase, batch,
+release and vault files, what ``playbooks/deploy.yml`` gets on every run). The names and shapes
+are the playbook's contract, documented in docs/concepts.md. Durations come both as Consul/Go
+strings (``"2s"``) and as seconds; resources as systemd values.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from moorage.inventory import load_inventory
-from moorage.plan import Plan, place
-from moorage.spec.loader import artifact_path, image_archive_path
-from moorage.spec.model import Health, Resources, ServiceSpec, Stop, Update
+from moorage.inventory import Inventory
+from moorage.plan import Instance, Plan, plan_service
+from moorage.release import Release
+from moorage.spec.loader import SpecFile
+from moorage.spec.model import Health, Resources, Stop, Update
 from moorage.spec.units import cpu_millicores, format_duration, memory_bytes
 
 Variables = dict[str, Any]
+Phase = Literal["preflight", "prepare", "switch", "remove"]
 
 
-def render(service: ServiceSpec, spec_file: Path, inventory_path: Path) -> Variables:
-    inventory = load_inventory(inventory_path)
-    plan = place(service, inventory.hosts(service.spec.placement.group))
-    return {"moorage_service": service_variables(service, spec_file), "moorage_instances": instance_variables(plan)}
+def render(spec: SpecFile, inventory: Inventory) -> tuple[Plan, Variables]:
+    """``moorage render --target classic``: the spec placed on the inventory's group, and :func:`deploy_variables`."""
+    plan = plan_service(spec.model, inventory.hosts(spec.model.spec.placement.group))
+    return plan, deploy_variables(spec, plan.instances)
 
 
-def instance_variables(plan: Plan) -> list[Variables]:
-    return [dataclasses.asdict(instance) for instance in plan]
+def playbook_extravars(
+    release: Release,
+    phase: Phase,
+    batch: Sequence[Instance] = (),
+    instances: Sequence[Instance] | None = None,
+    *,
+    consul_vault_file: Path | None = None,
+    secrets_file: Path | None = None,
+) -> Variables:
+    """One run of ``playbooks/deploy.yml``: ``release`` in ``phase`` for ``batch``.
+
+    ``instances`` are the instances the run may touch (default: the release's plan and canaries).
+    """
+    extravars = {
+        **deploy_variables(release.spec, release.plan.all_instances if instances is None else instances),
+        "moorage_group": release.plan.group,
+        "moorage_phase": phase,
+        "moorage_batch": [instance.id for instance in batch],
+        "moorage_release": release.number,
+        "moorage_version": release.version,
+        "moorage_files_release": release.files_number,
+    }
+    if consul_vault_file is not None:
+        extravars["moorage_consul_vault_file"] = str(consul_vault_file)
+    if secrets_file is not None:
+        extravars["moorage_secrets_file"] = str(secrets_file.resolve())
+    return extravars
 
 
-def service_variables(service: ServiceSpec, spec_file: Path) -> Variables:
+def deploy_variables(spec: SpecFile, instances: Sequence[Instance]) -> Variables:
+    """``{"moorage_service": ..., "moorage_instances": [...]}``."""
+    return {"moorage_service": service_variables(spec), "moorage_instances": instance_variables(instances)}
+
+
+def instance_variables(instances: Sequence[Instance]) -> list[Variables]:
+    return [
+        {"id": instance.id, "index": instance.index, "host": instance.host, "address": instance.address, "port": instance.port}
+        for instance in instances
+    ]
+
+
+def service_variables(spec: SpecFile) -> Variables:
+    service = spec.model
     body = service.spec
     return {
         "name": service.name,
         "labels": dict(service.metadata.labels),
         "runtime": body.runtime,
-        "artifact": _text(artifact_path(service, spec_file)),
+        "artifact": _text(spec.artifact),
         "command": list(body.command) if body.command is not None else None,
         "image": body.image,
-        "image_archive": _text(image_archive_path(service, spec_file)),
+        "image_archive": _text(spec.image_archive),
         "replicas": body.replicas,
         "group": body.placement.group,
         "port": body.port,

@@ -1,0 +1,112 @@
+"""Options shared by the commands, declared once, and the CLI's defaults.
+
+Which inventory a command uses is decided here, in the CLI layer, like ``KUBECONFIG``: ``-i``,
+else ``MOORAGE_INVENTORY``, else the running lab's (``moorage lab up``), else one line saying so.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import click
+
+from moorage.deploy.connection import SecretsFile
+from moorage.errors import BadInput
+from moorage.lab.paths import inventory_path as lab_inventory_path
+from moorage.spec.units import parse_duration
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+NO_INVENTORY_HINT = "no inventory: pass -i INVENTORY, set MOORAGE_INVENTORY or start the lab with 'moorage lab up'"
+INVENTORY_ENV = "MOORAGE_INVENTORY"
+
+
+def chosen_inventory(option: Path | None) -> Path:
+    """``-i`` (or ``MOORAGE_INVENTORY``, which click reads into the option) when given, else the running lab's."""
+    if option is not None:
+        return option
+    lab_inventory = lab_inventory_path()
+    if lab_inventory.exists():
+        return lab_inventory
+    raise BadInput(NO_INVENTORY_HINT)
+
+
+def inventory_option(help_text: str = "Ansible inventory (default: $MOORAGE_INVENTORY, else the running lab's).") -> Callable[[F], F]:
+    """``-i/--inventory``; the command gets a Path or None (then :func:`chosen_inventory` decides)."""
+    return click.option(
+        "-i", "--inventory", "inventory", type=click.Path(path_type=Path), envvar=INVENTORY_ENV, default=None, help=help_text
+    )
+
+
+def output_option(command: F) -> F:
+    """``--output text|json`` on every command."""
+    return click.option(
+        "--output",
+        "output_format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="text for people, json for machines.",
+    )(command)
+
+
+class _LockWait(click.ParamType[timedelta]):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            raise BadInput(f"--lock-wait: {error}") from None
+
+
+def lock_wait_option(command: F) -> F:
+    """``--lock-wait DURATION``: the command gets a timedelta."""
+    return click.option(
+        "--lock-wait",
+        "lock_wait",
+        type=_LockWait(),
+        default="0s",
+        show_default=True,
+        help="How long to wait for another deploy of the service to finish, e.g. 2m.",
+    )(command)
+
+
+def secrets_options(command: F) -> F:
+    """``--secrets FILE --vault-password-file P``: the command gets ``secrets: SecretsFile | None``.
+
+    Every command that (re)starts instances needs the values.
+    """
+
+    @functools.wraps(command)
+    def with_secrets(*args: Any, secrets_vault: Path | None, vault_password_file: Path | None, **kwargs: Any) -> Any:
+        return command(*args, secrets=_secrets_file(secrets_vault, vault_password_file), **kwargs)
+
+    with_secrets = click.option(
+        "--vault-password-file",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="Opens the --secrets vault.",
+    )(with_secrets)
+    with_secrets = click.option(
+        "--secrets",
+        "secrets_vault",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help="Ansible Vault file with the spec's secrets.",
+    )(with_secrets)
+    return cast(F, with_secrets)
+
+
+def _secrets_file(vault: Path | None, password_file: Path | None) -> SecretsFile | None:
+    if vault is None:
+        return None
+    if password_file is None:
+        raise BadInput("--secrets needs --vault-password-file")
+    return SecretsFile(vault, password_file)
