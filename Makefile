@@ -12,10 +12,12 @@ APT_PACKAGES := debootstrap systemd-container iproute2 dpkg-dev apt-utils openss
 	nginx-light python3-venv docker-compose
 APT_STAMP := /var/lib/moorage/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-12).stamp
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | md5sum | cut -c1-12)
+# What the examples need beyond their tracked files, so each validates in a fresh clone.
+EXAMPLE_BUILDS := examples/hello-docker/image.tar
 
-.PHONY: setup demo test test-unit test-e2e lint bench clean
+.PHONY: setup examples demo test test-unit test-e2e lint bench clean
 
-setup: $(APT_STAMP) $(VENV_STAMP)
+setup: $(APT_STAMP) $(VENV_STAMP) examples
 
 $(APT_STAMP):
 	@if [ "$$(id -u)" != 0 ]; then echo "make setup: needs root to install Debian packages ($(APT_PACKAGES))" >&2; exit 1; fi
@@ -32,6 +34,12 @@ $(VENV_STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
+
+examples: $(EXAMPLE_BUILDS)
+
+# examples/hello-docker ships its image as a file (the lab has no registry): busybox from the Debian mirror.
+examples/hello-docker/image.tar: examples/hello-docker/build_image.py | $(APT_STAMP) $(VENV_STAMP)
+	$(BIN)/python examples/hello-docker/build_image.py --download -o $@
 
 # The main job end to end on the lab (4 machines on this host; `moorage lab down` removes them).
 demo: setup
@@ -63,4 +71,4 @@ bench: setup
 	$(BIN)/python bench/converge.py
 
 clean:
-	rm -rf $(VENV) artifacts
+	rm -rf $(VENV) artifacts $(EXAMPLE_BUILDS)

@@ -23,7 +23,16 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from moorage.spec.units import CpuQuantity, Duration, MemoryQuantity
+from moorage.spec.units import (
+    Count,
+    CpuQuantity,
+    Duration,
+    GracePeriod,
+    MemoryQuantity,
+    Port,
+    PositiveCount,
+    PositiveDuration,
+)
 
 API_VERSION = "moorage/v1"
 KIND = "Service"
@@ -44,7 +53,6 @@ VolumeName = Annotated[str, StringConstraints(min_length=1, max_length=63, patte
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME)]
 AbsolutePath = Annotated[str, StringConstraints(pattern=ABSOLUTE_PATH)]
 UrlPath = Annotated[str, StringConstraints(pattern=URL_PATH)]
-Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 def _scalar_as_text(value: object) -> object:
@@ -64,9 +72,15 @@ EnvValue = Annotated[
 
 
 class SpecModel(BaseModel):
-    """Strict about unknown keys (so misspellings are caught), camelCase in YAML."""
+    """Strict about unknown keys (so misspellings are caught) and about types, camelCase in YAML.
+
+    Strict like a Kubernetes API and like the JSON Schema generated from these models: ``"3"`` or
+    ``true`` is no number and ``"yes"`` no boolean. A number is a whole number when JSON Schema says
+    so (``3.0``); env values and quantities take numbers explicitly (see their types).
+    """
 
     model_config = ConfigDict(
+        strict=True,
         extra="forbid",
         alias_generator=to_camel,
         populate_by_name=True,
@@ -87,7 +101,7 @@ class Placement(SpecModel):
     group: Annotated[str, StringConstraints(min_length=1)] = Field(
         default="app", description="Inventory group whose hosts run the instances."
     )
-    max_per_host: int = Field(default=1, ge=1, description="At most this many instances on one host.")
+    max_per_host: PositiveCount = Field(default=1, description="At most this many instances on one host.")
 
 
 class Health(SpecModel):
@@ -96,9 +110,11 @@ class Health(SpecModel):
     http: UrlPath | None = Field(default=None, description="HTTP GET path that answers 2xx when healthy.")
     tcp: bool = Field(default=False, description="Healthy when the port accepts a connection.")
     command: list[str] | None = Field(default=None, min_length=1, description="Healthy when it exits 0.")
-    interval: Duration = Field(default=timedelta(seconds=10), description="How often to check, e.g. 2s.")
-    timeout: Duration = Field(default=timedelta(seconds=1), description="A check slower than this fails.")
-    deregister_after: Duration = Field(default=timedelta(minutes=5), description="Remove an instance from Consul after failing this long.")
+    interval: PositiveDuration = Field(default=timedelta(seconds=10), description="How often to check, e.g. 2s.")
+    timeout: PositiveDuration = Field(default=timedelta(seconds=1), description="A check slower than this fails.")
+    deregister_after: PositiveDuration = Field(
+        default=timedelta(minutes=5), description="Remove an instance from Consul after failing this long."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Health:
@@ -148,11 +164,11 @@ class Volume(SpecModel):
 class Update(SpecModel):
     """Rolling update: health-gated, reverted automatically on failure."""
 
-    max_parallel: int = Field(default=1, ge=1, description="Instances replaced at the same time.")
+    max_parallel: PositiveCount = Field(default=1, description="Instances replaced at the same time.")
     min_healthy: Duration = Field(default=timedelta(seconds=10), description="A new instance must stay healthy this long to count.")
     healthy_deadline: Duration = Field(default=timedelta(minutes=5), description="Give up on an instance not healthy by then.")
     auto_revert: bool = Field(default=True, description="Roll back to the last good release on failure.")
-    canary: int = Field(default=0, ge=0, description="Instances of the new release to start before rolling on.")
+    canary: Count = Field(default=0, description="Instances of the new release to start before rolling on.")
 
     @model_validator(mode="after")
     def _deadline_covers_min_healthy(self) -> Update:
@@ -165,7 +181,7 @@ class Stop(SpecModel):
     """How an instance is stopped."""
 
     signal: Literal[SIGNALS] = Field(default="SIGTERM", description="Signal sent first.")  # type: ignore[valid-type]
-    grace_period: Duration = Field(default=timedelta(seconds=30), description="Then SIGKILL after this long.")
+    grace_period: GracePeriod = Field(default=timedelta(seconds=30), description="Then SIGKILL after this long.")
 
 
 class ServiceBody(SpecModel):
@@ -180,7 +196,7 @@ class ServiceBody(SpecModel):
     image_archive: str | None = Field(
         default=None, description="docker: image tarball for hosts without a registry, relative to the spec file."
     )
-    replicas: int = Field(default=1, ge=0, description="Number of instances.")
+    replicas: Count = Field(default=1, description="Number of instances.")
     placement: Placement = Field(default_factory=Placement)
     port: Port | None = Field(default=None, description="Port the service listens on (given to it as PORT).")
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Environment variables.")
