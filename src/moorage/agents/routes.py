@@ -63,31 +63,18 @@ class InvalidRoute(ValueError):
 
 def host_problem(host: str) -> str | None:
     """Why ``host`` is no valid route host, or None when it is one."""
-    if not host:
-        return "must not be empty"
     if len(host) > MAX_HOST_LENGTH:
         return f"is {len(host)} characters long; a host name has at most {MAX_HOST_LENGTH}"
-    if host != host.lower():
-        return "must be lowercase"
     labels = host.split(".")
     for position, label in enumerate(labels):
         if label == WILDCARD_LABEL and position == 0 and len(labels) > 1:
             continue
-        problem = _label_problem(label)
-        if problem:
-            return problem
-    return None
-
-
-def _label_problem(label: str) -> str | None:
-    if not label:
-        return "has an empty label (a dot at the start or end, or two in a row)"
-    if WILDCARD_LABEL in label:
-        return "may have '*' only as its whole first label, as in *.example.test"
-    if len(label) > MAX_LABEL_LENGTH:
-        return f"label {_shorten(label)!r} is {len(label)} characters long; a DNS label has at most {MAX_LABEL_LENGTH}"
-    if not _LABEL.match(label):
-        return f"label {_shorten(label)!r} may hold only a-z, 0-9 and '-', and must not start or end with '-'"
+        if len(label) > MAX_LABEL_LENGTH:
+            return f"label {_shorten(label)!r} is {len(label)} characters long; a DNS label has at most {MAX_LABEL_LENGTH}"
+        if label and WILDCARD_LABEL in label:
+            return "may have '*' only as its whole first label, as in *.example.test"
+        if not _LABEL.match(label):
+            return f"must be a lowercase host name such as hello.example.test, got {_shorten(host, 60)!r}"
     return None
 
 
