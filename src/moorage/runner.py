@@ -82,9 +82,8 @@ def ansible_envvars(fact_cache_dir: Path) -> dict[str, str]:
     return {
         "PATH": search_path,
         "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
-        "ANSIBLE_LIBRARY": str(plugins / "modules"),
+        "ANSIBLE_COLLECTIONS_PATH": paths.collections_search_path(),  # moorage.platform.* by FQCN
         "ANSIBLE_INVENTORY_PLUGINS": str(plugins / "inventory"),
-        "ANSIBLE_CALLBACK_PLUGINS": str(plugins / "callback"),
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_SSH_ARGS": SSH_ARGS,
         "ANSIBLE_FORKS": str(DEFAULT_FORKS),

@@ -16,7 +16,6 @@ from moorage.spec.model import (
     ABSOLUTE_PATH,
     DNS_LABEL,
     ENV_NAME,
-    HOSTNAME,
     URL_PATH,
     Location,
     ServiceSpec,
@@ -27,7 +26,6 @@ from moorage.spec.shown import shown
 PATTERN_MEANINGS = {
     DNS_LABEL: "must be lowercase letters, digits and '-', starting and ending with a letter or digit",
     ENV_NAME: "must be a variable name: letters, digits and '_', not starting with a digit",
-    HOSTNAME: "must be a lowercase host name such as hello.example.test",
     ABSOLUTE_PATH: "must be an absolute path (starting with /)",
     URL_PATH: "must be a URL path starting with / and without spaces",
 }

@@ -9,10 +9,12 @@ healthyDeadline 5m) but with autoRevert on.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,6 +25,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from moorage.agents import routes
 from moorage.spec.units import (
     Count,
     CpuQuantity,
@@ -43,7 +46,6 @@ PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-HOSTNAME = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ABSOLUTE_PATH = r"^/"
 URL_PATH = r"^/[^\s]*$"
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL")
@@ -132,13 +134,35 @@ class Health(SpecModel):
         return "tcp" if self.tcp else "command"
 
 
+def _route_rule(problem: Callable[[str], str | None]) -> Callable[[str], str]:
+    """A validator from one of the shared route rules (moorage.agents.routes: the ingress applies the same)."""
+
+    def check(value: str) -> str:
+        reason = problem(value)
+        if reason:
+            raise ValueError(reason)
+        return value
+
+    return check
+
+
+RouteHost = Annotated[
+    str,
+    AfterValidator(_route_rule(routes.host_problem)),
+    WithJsonSchema({"type": "string", "maxLength": routes.MAX_HOST_LENGTH, "pattern": routes.HOST_PATTERN}),
+]
+RoutePath = Annotated[
+    str,
+    AfterValidator(_route_rule(routes.path_problem)),
+    WithJsonSchema({"type": "string", "pattern": routes.PATH_PATTERN}),
+]
+
+
 class Route(SpecModel):
     """Traffic for this host name and path prefix goes to the service's instances."""
 
-    host: Annotated[str, StringConstraints(max_length=253, pattern=HOSTNAME)] = Field(
-        description="Host name the ingress answers for, e.g. hello.example.test."
-    )
-    path: UrlPath = Field(default="/", description="Path prefix.")
+    host: RouteHost = Field(description="Host name the ingress answers for, e.g. hello.example.test (a DNS name; *.example.test works).")
+    path: RoutePath = Field(default="/", description="Path prefix: / or /SEGMENT[/SEGMENT...], no trailing /.")
 
 
 class Metrics(SpecModel):
