@@ -1,6 +1,6 @@
 """Platform benchmark: converge and no-op re-run of platform.yml, moorage's settings vs stock Ansible's.
 
-For each lab size (its own lab, ``bench-platform-N``):
+For each lab size (its own lab, ``PREFIX-N``; PREFIX is ``$MOORAGE_LAB`` or ``bench-platform``):
 
 1. a fresh lab; ``moorage platform up`` converges it (timed), then the no-op re-runs are timed
    side by side on that converged lab: ``moorage platform up`` (moorage's settings, as a user runs
@@ -163,7 +163,7 @@ def fresh_lab(lab: str, hosts: int) -> Path:
 
 
 def bench_size(hosts: int, *, repeat: int, factcache: bool, keep: bool) -> SizeResult:
-    lab = f"bench-platform-{hosts}"
+    lab = f"{os.environ.get('MOORAGE_LAB') or 'bench-platform'}-{hosts}"
     result = SizeResult(hosts=hosts)
     try:
         inventory = fresh_lab(lab, hosts)
