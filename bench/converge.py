@@ -5,8 +5,8 @@ For each lab size (its own lab, ``PREFIX-N``; PREFIX is ``$MOORAGE_LAB`` or ``be
 1. a fresh lab; ``moorage platform up`` converges it (timed), then the no-op re-runs are timed
    side by side on that converged lab: ``moorage platform up`` (moorage's settings, as a user runs
    it), the same playbook with stock Ansible settings and, with ``--factcache``, moorage's settings
-   with facts kept across runs (what src/moorage/runner.py would do if ansible-runner did not move
-   the fact cache into each run's private directory);
+   with a fact cache of the bench's own (moorage keeps one per inventory since runner.py hands
+   ansible-runner the directory; ansible-runner overwrote the environment variable before);
 2. a fresh lab again; the stock settings converge it (timed).
 
 Stock settings: no pipelining, no ControlPersist (``ControlMaster=no``/``ControlPath=none`` come
@@ -170,13 +170,13 @@ def bench_size(hosts: int, *, repeat: int, factcache: bool, keep: bool) -> SizeR
         result.runs.append(measured("moorage", "converge", lambda: moorage_platform_up(lab, inventory)))
         cache_dir = Path(tempfile.mkdtemp(prefix="moorage-bench-facts-"))
         if factcache:  # fill the cache once; the timed runs below then find it
-            ansible_platform_up(inventory, ansible_envvars(cache_dir), fact_cache=cache_dir)
+            ansible_platform_up(inventory, ansible_envvars(), fact_cache=cache_dir)
         for _ in range(repeat):
             result.runs.append(measured("moorage", "noop", lambda: moorage_platform_up(lab, inventory)))
             result.runs.append(measured("stock", "noop", lambda: ansible_platform_up(inventory, STOCK_SETTINGS)))
             if factcache:
                 run = measured(
-                    "moorage+factcache", "noop", lambda: ansible_platform_up(inventory, ansible_envvars(cache_dir), fact_cache=cache_dir)
+                    "moorage+factcache", "noop", lambda: ansible_platform_up(inventory, ansible_envvars(), fact_cache=cache_dir)
                 )
                 result.runs.append(run)
         shutil.rmtree(cache_dir, ignore_errors=True)

@@ -74,7 +74,7 @@ class PlaybookResult:
         }
 
 
-def ansible_envvars(fact_cache_dir: Path) -> dict[str, str]:
+def ansible_envvars() -> dict[str, str]:
     """moorage's tuned Ansible settings, as the environment ansible-playbook reads them from."""
     plugins = paths.plugins_dir()
     # This Python's ansible-playbook first, whatever the caller's PATH (e.g. a venv not activated).
@@ -88,8 +88,6 @@ def ansible_envvars(fact_cache_dir: Path) -> dict[str, str]:
         "ANSIBLE_SSH_ARGS": SSH_ARGS,
         "ANSIBLE_FORKS": str(DEFAULT_FORKS),
         "ANSIBLE_GATHERING": "smart",
-        "ANSIBLE_CACHE_PLUGIN": "jsonfile",
-        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(fact_cache_dir),
         "ANSIBLE_CACHE_PLUGIN_TIMEOUT": str(FACT_CACHE_SECONDS),
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",
@@ -123,7 +121,11 @@ def run_playbook(
             playbook=str(playbook),
             inventory=str(inventory.resolve()),
             extravars=dict(extravars or {}),
-            envvars=ansible_envvars(fact_cache_dir(inventory)),
+            envvars=ansible_envvars(),
+            # ansible-runner sets the jsonfile cache's directory itself (an environment variable
+            # would be overwritten with the run's own, thrown-away artifacts directory).
+            fact_cache_type="jsonfile",
+            fact_cache=str(fact_cache_dir(inventory)),
             cmdline="--check --diff" if check else None,
             limit=limit,
             event_handler=collector.handle,
