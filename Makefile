@@ -49,7 +49,7 @@ demo: setup
 	$(BIN)/moorage platform up
 	$(BIN)/moorage deploy examples/hello/moorage.yml --version 1
 	$(BIN)/moorage status hello
-	$(BIN)/python examples/hello/smoke.py examples/hello/moorage.yml
+	$(BIN)/python examples/hello/demo_summary.py examples/hello/moorage.yml
 
 test: setup lint
 	$(BIN)/pytest
