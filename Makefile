@@ -15,7 +15,7 @@ VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | 
 # What the examples need beyond their tracked files, so each validates in a fresh clone.
 EXAMPLE_BUILDS := examples/hello-docker/image.tar
 
-.PHONY: setup examples demo test test-unit test-e2e lint bench clean
+.PHONY: setup examples demo drill test test-unit test-e2e lint bench clean
 
 setup: $(APT_STAMP) $(VENV_STAMP) examples
 
@@ -49,7 +49,18 @@ demo: setup
 	$(BIN)/moorage platform up
 	$(BIN)/moorage deploy examples/hello/moorage.yml --version 1
 	$(BIN)/moorage status hello
-	$(BIN)/python examples/hello/demo_summary.py examples/hello/moorage.yml
+	@echo; echo "What the demo built, checked as a person would (any failed check fails the demo):"
+	$(BIN)/moorage lab check examples/hello/moorage.yml --logs
+	@echo; echo "Next, try:"
+	@echo "  .venv/bin/moorage status hello"
+	@echo "  .venv/bin/moorage deploy examples/hello/moorage.yml --version 2    # a rolling, health-gated change"
+	@echo "  .venv/bin/moorage releases hello && .venv/bin/moorage rollback hello"
+	@echo "  .venv/bin/moorage lab ssh lab-1"
+	@echo "  .venv/bin/moorage lab down                                         # removes the lab's machines"
+
+# The rebuild drill: every service of examples/ on a fresh lab of its own, checked, torn down, timed.
+drill: setup
+	$(BIN)/moorage drill examples
 
 test: setup lint
 	$(BIN)/pytest
