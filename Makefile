@@ -44,7 +44,7 @@ examples/hello-docker/image.tar: examples/hello-docker/build_image.py | $(APT_ST
 # The main job end to end on the lab (4 machines on this host; `moorage lab down` removes them).
 demo: setup
 	$(BIN)/moorage validate examples/hello/moorage.yml
-	$(BIN)/moorage render examples/hello/moorage.yml --target kubernetes -o artifacts/demo/kubernetes
+	$(BIN)/moorage render examples/hello/moorage.yml --target kubernetes --output-dir artifacts/demo/kubernetes
 	$(BIN)/moorage lab up --hosts 4
 	$(BIN)/moorage platform up
 	$(BIN)/moorage deploy examples/hello/moorage.yml --version 1

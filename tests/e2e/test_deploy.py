@@ -219,6 +219,10 @@ def test_logs_shows_every_instances_journal_by_host(deployment: Deployment, v1: 
     assert run.returncode == 0, run.stderr
     hosts_with_marker = {line.split()[0] for line in run.stdout.splitlines() if marker in line}
     assert hosts_with_marker == {row["host"] for row in deployment.status()}
+    as_json = deployment.moorage("logs", "hello", "--since", "-5min", "-o", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    documents = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert {document["host"] for document in documents if marker in document["line"]} == hosts_with_marker
 
 
 def test_v1_instances_see_their_secret_in_their_environment(deployment: Deployment, v1: Run) -> None:

@@ -15,7 +15,7 @@ from moorage.lab.checks import LabChecks, ServiceCheck
 from moorage.lab.drill import DrillReport, run_drill
 from moorage.lab.paths import inventory_path, lab_name
 from moorage.lab.ssh import key_path
-from moorage.output import OutputFormat, console, emit_result
+from moorage.output import OutputFormat, console, emit_result, is_structured
 from moorage.reporting import reporter_for
 from moorage.spec.loader import load_spec
 
@@ -36,7 +36,7 @@ def check_command(spec_files: tuple[Path, ...], logs: bool, output_format: Outpu
     checks = LabChecks(load_inventory(inventory_path()), key_path())
     results = [result for spec in specs for result in checks.service(spec, logs=logs)]
     failed = [result for result in results if not result.passed]
-    if output_format == "json":
+    if is_structured(output_format):
         emit_result({"ok": not failed, "checks": [result.as_dict() for result in results]})
     else:
         _print_checks(results)
@@ -53,7 +53,7 @@ def drill_command(site: Path, keep: bool, output_format: OutputFormat) -> None:
     """Rebuild SITE on a fresh lab from its files, check every service, tear it down, report the time."""
     with reporter_for(output_format) as reporter:
         report = run_drill(site, reporter, keep=keep)
-    if output_format == "json":
+    if is_structured(output_format):
         emit_result(report.as_dict())
     else:
         _print_report(report)
