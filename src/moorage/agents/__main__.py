@@ -8,12 +8,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from moorage.agents import health_gate, ingress, prometheus_targets
+from moorage.agents import health_gate, ingress, instance, prometheus_targets
 
 AGENTS: dict[str, Callable[[list[str]], int]] = {
     "ingress": ingress.main,
     "prometheus-targets": prometheus_targets.main,
     "health-gate": health_gate.main,
+    "instance": instance.main,
 }
 
 

@@ -10,7 +10,7 @@ strings (``"2s"``) and as seconds; resources as systemd values.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +23,7 @@ from moorage.spec.model import Health, Resources, Stop, Update
 from moorage.spec.units import cpu_millicores, format_duration, memory_bytes
 
 Variables = dict[str, Any]
-Phase = Literal["preflight", "prepare", "switch", "remove"]
+Phase = Literal["prepare", "remove"]
 
 
 def render(spec: SpecFile, inventory: Inventory) -> tuple[Plan, Variables]:
@@ -40,10 +40,12 @@ def playbook_extravars(
     *,
     consul_vault_file: Path | None = None,
     secrets_file: Path | None = None,
+    archive: Mapping[str, str] | None = None,
 ) -> Variables:
-    """One run of ``playbooks/deploy.yml``: ``release`` in ``phase`` for ``batch``.
+    """One run of ``playbooks/deploy.yml``: ``release`` in ``phase`` (for ``batch``).
 
-    ``instances`` are the instances the run may touch (default: the release's plan and canaries).
+    ``instances`` are the instances the run may touch (default: the release's plan and canaries);
+    ``archive`` the release's files as built on the controller (``{path, digest, suffix}``).
     """
     extravars = {
         **deploy_variables(release.spec, release.plan.all_instances if instances is None else instances),
@@ -54,6 +56,8 @@ def playbook_extravars(
         "moorage_version": release.version,
         "moorage_files_release": release.files_number,
     }
+    if archive is not None:
+        extravars["moorage_archive"] = dict(archive)
     if consul_vault_file is not None:
         extravars["moorage_consul_vault_file"] = str(consul_vault_file)
     if secrets_file is not None:
