@@ -72,6 +72,7 @@ class InstanceState:
     digest: str
     healthy: bool
     previous: int | None
+    runtime: str = "systemd"
 
     @property
     def good_release(self) -> int | None:
@@ -98,6 +99,10 @@ def wait_for_lbs(client: ConsulClient, service: str, backend: str, lbs: Sequence
     if lacking:
         raise NotAcknowledged(describe_lacking(lacking, service, backend, want, timeout))
     return time.monotonic() - started
+
+
+def _state(definition: InstanceDefinition, *, healthy: bool, previous: int | None) -> InstanceState:
+    return InstanceState(definition.release, definition.digest, healthy, previous, definition.runtime)
 
 
 def read_state(layout: ServiceLayout, instance: str) -> InstanceState | None:
@@ -208,7 +213,11 @@ class Agent:
         runtime.stop(instance, definition.stop_grace)
         self._progress(instance, "stopped", started)
         previous = None if state is None else state.good_release
-        write_state(self.layout, instance, InstanceState(definition.release, definition.digest, healthy=False, previous=previous))
+        write_state(
+            self.layout,
+            instance,
+            InstanceState(definition.release, definition.digest, healthy=False, previous=previous, runtime=definition.runtime),
+        )
         runtime.install(definition)
         runtime.start(definition)
         self._progress(instance, "started", started, f"release {definition.release}")
@@ -219,7 +228,11 @@ class Agent:
             self._progress(instance, "healthy", started, f"{definition.min_healthy:g}s")
         register(self.client, definition.registration, passing=True)
         set_maintenance(self.client, instance, False)
-        write_state(self.layout, instance, InstanceState(definition.release, definition.digest, healthy=True, previous=previous))
+        write_state(
+            self.layout,
+            instance,
+            InstanceState(definition.release, definition.digest, healthy=True, previous=previous, runtime=definition.runtime),
+        )
         if definition.routed:
             seconds = wait_for_lbs(
                 self.client, definition.service, definition.backend, definition.lbs, routed=True, timeout=definition.drain_timeout
@@ -292,12 +305,13 @@ class Agent:
         rows = {}
         for instance in self.layout.instances_with_state():
             state = read_state(self.layout, instance)
-            kind = "systemd" if self.layout.unit_file(instance).exists() else "docker"
-            files = kind == "docker" or (self.layout.current_link(instance) / UNPACKED_MARKER).exists()
+            if state is None:
+                continue
+            files = state.runtime == "docker" or (self.layout.current_link(instance) / UNPACKED_MARKER).exists()
             rows[instance] = {
-                "release": None if state is None else state.release,
-                "healthy": state is not None and state.healthy,
-                "running": runtime_for(kind, self.layout).is_running(instance),
+                "release": state.release,
+                "healthy": state.healthy,
+                "running": runtime_for(state.runtime, self.layout).is_running(instance),
                 "files": files,
             }
         return {"service": self.layout.service, "host": self.host, "instances": rows}

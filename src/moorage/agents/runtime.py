@@ -62,7 +62,10 @@ class Systemd:
         self.layout = layout
 
     def is_running(self, instance: str) -> bool:
-        return run(["systemctl", "is-active", "--quiet", self.layout.unit_name(instance)], check=False).returncode == 0
+        try:
+            return run(["systemctl", "is-active", "--quiet", self.layout.unit_name(instance)], check=False).returncode == 0
+        except RuntimeFailure:
+            return False
 
     def stop(self, instance: str, grace: float) -> None:
         if self.is_running(instance):
@@ -111,7 +114,10 @@ class Docker:
         self.layout = layout
 
     def is_running(self, instance: str) -> bool:
-        done = run(["docker", "inspect", "--format", "{{.State.Running}}", self.layout.container_name(instance)], check=False)
+        try:
+            done = run(["docker", "inspect", "--format", "{{.State.Running}}", self.layout.container_name(instance)], check=False)
+        except RuntimeFailure:
+            return False
         return done.returncode == 0 and done.stdout.strip() == "true"
 
     def stop(self, instance: str, grace: float) -> None:
