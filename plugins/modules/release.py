@@ -82,11 +82,13 @@ options:
     type: str
     default: http://127.0.0.1:8500
   token:
-    description: The service's ACL token, written for the deploy agent (0600). Never shown.
+    description:
+      - The service's ACL token, written for the deploy agent (0600). Never shown.
+      - Empty with O(management_token) - derived from it and the service's name (the same on every run).
     type: str
     default: ""
   token_accessor:
-    description: The accessor ID the token gets when it is created.
+    description: The accessor ID the token gets when it is created (derived with the token when empty).
     type: str
     default: ""
   management_token:
@@ -153,12 +155,7 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.moorage.platform.plugins.module_utils.consul import ConsulClient, ConsulError
-from ansible_collections.moorage.platform.plugins.module_utils.definition import DefinitionError
-from ansible_collections.moorage.platform.plugins.module_utils.layout import ServiceLayout
-from ansible_collections.moorage.platform.plugins.module_utils.prepare import check, host_release, pending, ship
-from ansible_collections.moorage.platform.plugins.module_utils.routes import InvalidRoute
-from ansible_collections.moorage.platform.plugins.module_utils.runtime import RuntimeFailure
+from ansible_collections.moorage.platform.plugins.module_utils.prepare import run_step
 
 ARGUMENT_SPEC = {
     "step": {"type": "str", "choices": ["check", "ship"], "required": True},
@@ -184,36 +181,10 @@ ARGUMENT_SPEC = {
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    params = module.params
-    layout = ServiceLayout(str(params["service"].get("name", "")), params["root"], params["config_root"])
-    host_name = params["host"] or "this host"
-    try:
-        host = host_release(params, layout)
-        if params["step"] == "check":
-            report = check(host, host_name)
-            result = {
-                "changed": False,
-                "archive_present": report.archive_present,
-                "archive_dest": report.archive_dest,
-                "running": report.running,
-            }
-            if report.problems:
-                module.fail_json(msg="; ".join(report.problems), **result)
-            module.exit_json(**result)
-        if module.check_mode:
-            changes = pending(host, params["token"])
-        else:
-            changes = ship(
-                host,
-                token=params["token"],
-                token_accessor=params["token_accessor"],
-                management_token=params["management_token"],
-                consul=ConsulClient(params["consul_addr"], params["token"]),
-                keep=params["keep"],
-            )
-    except (DefinitionError, InvalidRoute, RuntimeFailure, ConsulError, OSError, KeyError, ValueError) as err:
-        module.fail_json(msg=f"release {params['release']} of {layout.service} on {host_name}: {err}")
-    module.exit_json(changed=bool(changes), changes=changes)
+    result = run_step(module.params, check_mode=module.check_mode)
+    if not result.pop("ok"):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

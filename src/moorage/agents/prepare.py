@@ -16,27 +16,32 @@ Two steps, so a deploy can check every host before it writes on any:
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
 import pwd
+import sys
 import tarfile
 import tempfile
+import uuid
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .consul import ConsulClient, ConsulError
+from .consul import DEFAULT_ADDRESS, ConsulClient, ConsulError
 from .definition import DefinitionError, InstanceDefinition, ReleaseInput, define
 from .files import ensure_dir, remove_path, unpack, write_atomic
 from .instance import read_state
-from .layout import UNPACKED_MARKER, ServiceLayout
+from .layout import CONFIG_ROOT, ROOT, UNPACKED_MARKER, ServiceLayout
 from .routes import InvalidRoute
 from .runtime import RuntimeFailure, run, runtime_for
 
 LISTEN = "0A"  # TCP state of a listening socket in /proc/net/tcp
+# Ansible's to_uuid namespace: the service token has been derived with it since moorage 0.1.
+TOKEN_NAMESPACE = uuid.UUID("361E6D51-FAEC-444A-9079-341386DA8E2E")
 INGRESS_READ_POLICY = "moorage-ingress-acks-read"
 INGRESS_READ_RULES = 'key_prefix "moorage/ingress/" { policy = "read" }'
 
@@ -309,6 +314,15 @@ def listening_ports() -> set[int]:
     return ports
 
 
+def service_token(management_token: str, service: str) -> tuple[str, str]:
+    """The service's ACL token (secret, accessor), derived from the management token and its name.
+
+    Every run (and every controller holding the platform's secrets) finds the same token.
+    """
+    secret = str(uuid.uuid5(TOKEN_NAMESPACE, f"{management_token}/service/{service}"))
+    return secret, str(uuid.uuid5(TOKEN_NAMESPACE, f"{secret}/accessor"))
+
+
 def ensure_service_token(client: ConsulClient, service: str, token: str, accessor: str, management_token: str) -> bool:
     """The service's own ACL token exists (a service identity, and read on the ingress acknowledgments); True when made or changed."""
     manager = ConsulClient(client.address, management_token)
@@ -356,6 +370,63 @@ def _ensure_policy(manager: ConsulClient) -> None:
         )
     except ConsulError:
         manager.get(f"/v1/acl/policy/name/{INGRESS_READ_POLICY}", timeout=5)  # made by another host meanwhile
+
+
+def run_step(params: Mapping[str, Any], *, check_mode: bool = False) -> dict[str, Any]:
+    """One step (``params["step"]``: check or ship) as the module and the agent's command line run it.
+
+    The result: ``ok``, ``changed``, ``msg`` and the step's own keys (check: ``archive_present``,
+    ``archive_dest``, ``running``; ship: ``changes``).
+    """
+    service = params["service"]
+    layout = ServiceLayout(str(service.get("name", "")), str(params.get("root") or ROOT), str(params.get("config_root") or CONFIG_ROOT))
+    host_name = str(params.get("host") or "this host")
+    token, accessor = str(params.get("token") or ""), str(params.get("token_accessor") or "")
+    management_token = str(params.get("management_token") or "")
+    if not token and management_token:
+        token, accessor = service_token(management_token, layout.service)
+    try:
+        host = host_release(params, layout)
+        if params["step"] == "check":
+            report = check(host, host_name)
+            return {
+                "ok": not report.problems,
+                "changed": False,
+                "msg": "; ".join(report.problems),
+                "archive_present": report.archive_present,
+                "archive_dest": report.archive_dest,
+                "running": report.running,
+            }
+        if check_mode:
+            changes = pending(host, token)
+        else:
+            consul = ConsulClient(str(params.get("consul_addr") or DEFAULT_ADDRESS), token)
+            changes = ship(
+                host,
+                token=token,
+                token_accessor=accessor,
+                management_token=management_token,
+                consul=consul,
+                keep=int(params.get("keep") or 5),
+            )
+    except (DefinitionError, InvalidRoute, RuntimeFailure, ConsulError, OSError, KeyError, ValueError) as err:
+        return {"ok": False, "changed": False, "msg": f"release {params.get('release')} of {layout.service} on {host_name}: {err}"}
+    return {"ok": True, "changed": bool(changes), "msg": "", "changes": changes}
+
+
+def main(argv: list[str]) -> int:
+    """``release check|ship``: the step's parameters as one JSON document on stdin, its result as a JSON line."""
+    parser = argparse.ArgumentParser(prog="moorage-agent release", description="Check that a release can go on this host, or put it here.")
+    parser.add_argument("step", choices=["check", "ship"])
+    args = parser.parse_args(argv)
+    try:
+        params = json.load(sys.stdin)
+    except ValueError as err:
+        print(json.dumps({"event": "result", "ok": False, "changed": False, "msg": f"stdin: not a JSON document: {err}"}))
+        return 2
+    result = run_step({**params, "step": args.step})
+    print(json.dumps({"event": "result", **result}, sort_keys=True))
+    return 0 if result["ok"] else 1
 
 
 def host_release(params: Mapping[str, Any], layout: ServiceLayout) -> HostRelease:

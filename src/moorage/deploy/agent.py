@@ -1,15 +1,17 @@
 """The deploy agent as the controller runs it: one SSH command per host, the hosts in parallel.
 
-The agent (``moorage.agents.instance``) is one zipapp named after its digest
-(``moorage.deploy.archives.agent_zipapp``); :func:`ensure_agent` puts it on the hosts that lack
-that very one (over the same SSH connections), so a host always runs the controller's agent. It
-prints its progress as JSON lines and ends with a result line; progress goes to the reporter as
-it comes (``instance`` events), the result becomes :class:`HostRun`.
+The agent (``moorage.agents``: ``release check|ship`` and ``instance switch|remove|status``) is one
+zipapp named after its digest (``moorage.deploy.archives.agent_zipapp``). A host that lacks that
+very zipapp gets it over the same connection the first time it is asked (the command says so
+with exit status ``MISSING``), so a host always runs the controller's agent. The agent prints its
+progress as JSON lines and ends with a result line; progress goes to the reporter as it comes
+(``instance`` events), the result becomes :class:`HostRun`.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,10 +19,11 @@ from typing import Any
 
 from moorage.agents.layout import agent_path
 from moorage.deploy.archives import Shipped
-from moorage.deploy.remote import Connections
-from moorage.reporting import Reporter
+from moorage.deploy.remote import Connections, as_root
+from moorage.reporting import QuietReporter, Reporter
 
 HOST_PYTHON = "/usr/bin/python3"
+MISSING = 125  # the zipapp is not on the host (yet)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,6 @@ class HostRun:
     """What one agent run on one host did (``failure``: the run itself failed, e.g. the host is unreachable)."""
 
     host: str
-    instances: list[InstanceResult] = field(default_factory=list)
     document: dict[str, Any] = field(default_factory=dict)  # the result line
     failure: str | None = None
     unreachable: bool = False
@@ -47,54 +49,62 @@ class HostRun:
     def ok(self) -> bool:
         return self.failure is None and bool(self.document.get("ok"))
 
+    @property
+    def instances(self) -> list[InstanceResult]:
+        items = self.document.get("instances")
+        return [_instance(item) for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
     def failure_text(self) -> str:
         if self.failure is not None:
             return self.failure
+        if self.document.get("msg"):
+            return str(self.document["msg"])
         return "; ".join(result.message for result in self.instances if not result.ok) or "failed without a message"
 
 
-def ensure_agent(connections: Connections, agent: Shipped, hosts: Sequence[str]) -> dict[str, str]:
-    """The agent on every host of ``hosts`` (uploaded where missing, in parallel); host -> why it could not be."""
-    problems: dict[str, str] = {}
-    remote = agent_path(agent.digest)
-
-    def one(host: str) -> None:
-        present = connections.run(host, ["test", "-f", remote], lambda _: None, root=False)
-        if present.returncode == 0:
-            return
-        done = present if present.unreachable else connections.upload(host, agent.path, remote)
-        if done.returncode != 0:
-            problems[host] = f"host {host}: {'unreachable' if done.unreachable else 'could not install the deploy agent'}: {done.reason()}"
-
-    threads = [threading.Thread(target=one, args=(host,)) for host in sorted(set(hosts))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return problems
+def switch_args(host: str, service: str, release: int, instances: Sequence[str], *, max_parallel: int, revert: bool) -> list[str]:
+    no_revert = [] if revert else ["--no-revert"]
+    return ["instance", "--host", host, "switch", service, str(release), *instances, "--max-parallel", str(max_parallel), *no_revert]
 
 
-def agent_command(digest: str, host: str, *args: str) -> list[str]:
-    return [HOST_PYTHON, "-I", agent_path(digest), "instance", "--host", host, *args]
+def remove_args(host: str, service: str, instances: Sequence[str], lbs: Sequence[str]) -> list[str]:
+    return ["instance", "--host", host, "remove", service, *instances, *(item for lb in lbs for item in ("--lb", lb))]
 
 
-def switch_args(service: str, release: int, instances: Sequence[str], *, max_parallel: int, revert: bool) -> list[str]:
-    return ["switch", service, str(release), *instances, "--max-parallel", str(max_parallel), *([] if revert else ["--no-revert"])]
+def status_args(host: str, service: str) -> list[str]:
+    return ["instance", "--host", host, "status", service]
 
 
-def remove_args(service: str, instances: Sequence[str], lbs: Sequence[str]) -> list[str]:
-    return ["remove", service, *instances, *(item for lb in lbs for item in ("--lb", lb))]
+class HostAgents:
+    """The deploy agent ``agent`` on the hosts, over the command's SSH connections."""
 
+    def __init__(self, connections: Connections, agent: Shipped) -> None:
+        self.connections = connections
+        self.agent = agent
 
-def status_args(service: str) -> list[str]:
-    return ["status", service]
+    def line(self, args: Sequence[str]) -> str:
+        remote = agent_path(self.agent.digest)
+        return f"test -f {shlex.quote(remote)} || exit {MISSING}; {as_root([HOST_PYTHON, '-I', remote, *args])}"
 
+    def run(
+        self, calls: Mapping[str, Sequence[str]], reporter: Reporter | None = None, stdin: Mapping[str, bytes] | None = None
+    ) -> dict[str, HostRun]:
+        """``calls``: host -> the agent's arguments (``stdin``: host -> what it reads); every host at once."""
+        runs: dict[str, HostRun] = {}
+        shown = reporter or QuietReporter()
+        threads = [
+            threading.Thread(
+                target=lambda host=host, args=args: runs.__setitem__(host, self._one(host, args, shown, (stdin or {}).get(host)))
+            )
+            for host, args in calls.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return runs
 
-def run_agents(connections: Connections, digest: str, calls: Mapping[str, Sequence[str]], reporter: Reporter) -> dict[str, HostRun]:
-    """``calls``: host -> the agent's arguments; every host at once. Returns each host's run."""
-    runs: dict[str, HostRun] = {}
-
-    def one(host: str, args: Sequence[str]) -> None:
+    def _one(self, host: str, args: Sequence[str], reporter: Reporter, stdin: bytes | None) -> HostRun:
         run = HostRun(host)
 
         def on_line(line: str) -> None:
@@ -109,20 +119,21 @@ def run_agents(connections: Connections, digest: str, calls: Mapping[str, Sequen
             elif event.get("event") == "result":
                 run.document = event
 
-        done = connections.run(host, agent_command(digest, host, *args), on_line)
-        run.instances = [_instance(item) for item in run.document.get("instances") or [] if isinstance(item, dict)]
+        done = self.connections.run(host, self.line(args), on_line, stdin=stdin)
+        if done.returncode == MISSING:
+            installed = self.connections.upload(host, self.agent.path, agent_path(self.agent.digest))
+            if installed.returncode != 0:
+                run.failure, run.unreachable = (
+                    f"host {host}: could not install the deploy agent: {installed.reason()}",
+                    installed.unreachable,
+                )
+                return run
+            done = self.connections.run(host, self.line(args), on_line, stdin=stdin)
         if done.unreachable:
             run.failure, run.unreachable = f"host {host} is unreachable: {done.reason()}", True
         elif not run.document:
             run.failure = f"host {host}: the deploy agent did not answer (exit {done.returncode}): {done.reason()}"
-        runs[host] = run
-
-    threads = [threading.Thread(target=one, args=(host, args), name=f"agent-{host}") for host, args in calls.items()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return runs
+        return run
 
 
 def _detail(event: Mapping[str, Any]) -> str:

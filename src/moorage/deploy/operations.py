@@ -3,23 +3,21 @@
 A command opens a :class:`Session` once (the inventory parsed, Consul reached, the reporter
 chosen) and hands it to one of these functions; each takes the service's lock before it writes.
 The data flows one way: spec file -> plan (moorage.plan) -> release (moorage.release, kept in
-Consul) -> the hosts (moorage.deploy.rollout: one prepare run of the classic target's playbook,
-then the deploy agent on the hosts, batch by batch). A release is recorded once every host took
-it (the prepare run is also the preflight), so bad input leaves no record behind.
+Consul) -> the hosts (moorage.deploy.rollout: the deploy agent prepares every host, then switches
+the instances batch by batch). A release is recorded once every host took it (preparing is also
+the preflight), so bad input leaves no record behind. No playbook runs.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from moorage.deploy import status as service_status
-from moorage.deploy.archives import agent_zipapp
 from moorage.deploy.changes import Changes, changes, removed_instances, rollback_removals
-from moorage.deploy.connection import PlatformAccess, SecretsFile, platform_access, vault_identities
+from moorage.deploy.connection import PlatformAccess, SecretsFile, platform_access
 from moorage.deploy.identity import content_version, spec_hash
 from moorage.deploy.lock import DeployLock
 from moorage.deploy.logs import LineHandler, stream_journals
@@ -69,16 +67,6 @@ class Session:
     access: PlatformAccess
     context: DeployContext
     lock_wait: timedelta
-    secrets: SecretsFile | None = None
-
-    def identities(self) -> AbstractContextManager[None]:
-        """Ansible may open the platform's vault and the service's secrets while this is open."""
-        files = {}
-        if self.access.vault_password_file is not None:
-            files["platform"] = self.access.vault_password_file
-        if self.secrets is not None:
-            files["secrets"] = self.secrets.password_file.resolve()
-        return vault_identities(files)
 
     def store(self, service: str) -> ReleaseStore:
         return ReleaseStore(self.access.client, service)
@@ -98,12 +86,12 @@ def open_session(
     access = platform_access(inventory)
     context = DeployContext(
         inventory=inventory,
-        consul_vault_file=access.consul_vault_file,
-        secrets_file=None if secrets is None else secrets.vault,
         reporter=reporter or QuietReporter(),
         connections=Connections(inventory),
+        management_token=access.management_token,
+        secrets=secrets,
     )
-    return Session(inventory, access, context, lock_wait, secrets)
+    return Session(inventory, access, context, lock_wait)
 
 
 @dataclass(frozen=True)
@@ -159,16 +147,13 @@ def deploy(session: Session, spec_file: Path, version: str | None, canary: int |
         if current is not None and not changes(current, proposed.plan, proposed.version, proposed.spec_hash).pending:
             return _unchanged(session, current)
         _refuse_during_canary(store)
-        with session.identities():
-            draft = replace(proposed.release(), number=store.next_number())
-            prepared = prepare(session.context, draft)
-            release = store.create(_with_files(draft, prepared), "deploying")
-            if proposed.plan.canaries:
-                report = roll(session.context, prepared, release, current, proposed.plan.canaries, [])
-            else:
-                report = roll(
-                    session.context, prepared, release, current, proposed.plan.instances, removed_instances(current, proposed.plan)
-                )
+        draft = replace(proposed.release(), number=store.next_number())
+        prepared = prepare(session.context, draft)
+        release = store.create(_with_files(draft, prepared), "deploying")
+        if proposed.plan.canaries:
+            report = roll(session.context, release, current, proposed.plan.canaries, [])
+        else:
+            report = roll(session.context, release, current, proposed.plan.instances, removed_instances(current, proposed.plan))
         return _finish(store, release, report, "canary" if proposed.plan.canaries else "deployed")
 
 
@@ -180,7 +165,7 @@ def _with_files(release: Release, prepared: Prepared) -> Release:
 
 
 def _unchanged(session: Session, current: Release) -> Outcome:
-    """A deploy of what runs: no playbook when Consul and the hosts agree that it runs as it should;
+    """A deploy of what runs: nothing to do when Consul and the hosts agree that it runs as it should;
     otherwise the release is put on the hosts again and the instances that are not right switched to it."""
     name = current.service.name
     problems = check_hosts(session.context, session.access.client, current)
@@ -193,10 +178,9 @@ def _unchanged(session: Session, current: Release) -> Outcome:
             message=f"{name}: release {current.number} (version {current.version}) already deployed; no change (hosts checked)",
         )
     session.context.reporter.note("; ".join(f"{instance}: {problem}" for instance, problem in sorted(problems.items())))
-    with session.identities():
-        prepared = prepare(session.context, current)
-        broken = [instance for instance in current.plan.all_instances if instance.id in problems]
-        report = roll(session.context, prepared, current, None, broken, [], revert_on_failure=False)
+    prepared = prepare(session.context, current)
+    broken = [instance for instance in current.plan.all_instances if instance.id in problems]
+    report = roll(session.context, current, None, broken, [], revert_on_failure=False)
     if report.failure is not None:
         raise RolloutFailed(
             Outcome(
@@ -238,10 +222,9 @@ def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
     with session.lock(service_name, target.version, f"rollback to {target.number}"), session.hosts():
         plan = target.plan.without_canaries()
         again = replace(target, number=store.next_number(), plan=plan, files_release=target.files_number)
-        with session.identities():
-            prepared = prepare(session.context, again)
-            release = store.create(again, "deploying", note=f"rollback to {target.number}")
-            report = roll(session.context, prepared, release, current, plan.instances, rollback_removals(current, plan, canary))
+        prepare(session.context, again)
+        release = store.create(again, "deploying", note=f"rollback to {target.number}")
+        report = roll(session.context, release, current, plan.instances, rollback_removals(current, plan, canary))
         if canary is not None and report.failure is None:
             store.mark(canary, "reverted", note=f"canaries dropped by rollback to {target.number}", plan=canary.plan.without_canaries())
         return _finish(store, release, report, "deployed")
@@ -262,10 +245,9 @@ def scale(session: Session, service_name: str, replicas: int) -> Outcome:
         return Outcome(changed=False, release=current, report=None, message=f"{service_name}: already {replicas} instances; no change")
     with session.lock(service_name, current.version, f"scale to {replicas}"), session.hosts():
         scaled = replace(current, number=store.next_number(), spec=spec, plan=plan, files_release=current.files_number)
-        with session.identities():
-            prepared = prepare(session.context, scaled)
-            release = store.create(scaled, "deploying", note=f"scale to {replicas}")
-            report = roll(session.context, prepared, release, current, added, removed_instances(current, plan))
+        prepare(session.context, scaled)
+        release = store.create(scaled, "deploying", note=f"scale to {replicas}")
+        report = roll(session.context, release, current, added, removed_instances(current, plan))
         return _finish(store, release, report, "deployed")
 
 
@@ -277,10 +259,9 @@ def promote(session: Session, service_name: str) -> Outcome:
         raise BadInput(f"{service_name}: no canary release to promote")
     previous = store.current()
     with session.lock(service_name, latest.version, "promote"), session.hosts():
-        with session.identities():
-            prepared = prepare(session.context, latest)
-            removed = [*latest.plan.canaries, *removed_instances(previous, latest.plan)]
-            report = roll(session.context, prepared, latest, previous, latest.plan.instances, removed)
+        prepare(session.context, latest)
+        removed = [*latest.plan.canaries, *removed_instances(previous, latest.plan)]
+        report = roll(session.context, latest, previous, latest.plan.instances, removed)
         if report.failure is None:
             latest = store.mark(latest, "canary", plan=latest.plan.without_canaries())
         return _finish(store, latest, report, "deployed")
@@ -306,7 +287,7 @@ def logs(session: Session, service: str, on_line: LineHandler, *, follow: bool, 
 def _drop_canaries(session: Session, store: ReleaseStore, canary: Release) -> Outcome:
     """``rollback`` of a canary release: its extra instances drain and go; the others never changed."""
     with session.lock(store.service, canary.version, "drop canaries"), session.hosts():
-        report = remove_instances(session.context, agent_zipapp(), canary, canary.plan.canaries)
+        report = remove_instances(session.context, canary, canary.plan.canaries)
         if report.failure is not None:
             raise RolloutFailed(
                 Outcome(

@@ -9,6 +9,7 @@ hosts' passwordless sudo, as Ansible's ``become``).
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import subprocess
@@ -63,12 +64,18 @@ class Completed:
         return lines[-1] if lines else f"exit {self.returncode}"
 
 
+def _feed(pipe: Any, data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError, OSError):
+        pipe.write(data)
+        pipe.close()
+
+
 class Connections:
-    """``with Connections(inventory) as hosts: hosts.run("lab-1", [...], on_line)``; masters closed at the end."""
+    """``with Connections(inventory) as hosts: hosts.run("lab-1", LINE, on_line)``; masters closed at the end."""
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
-        self._dir = Path(tempfile.mkdtemp(prefix="moorage-ssh-"))
+        self._dir: Path | None = None  # made on first use (a short path: sockets have a length limit)
         self._used: set[str] = set()
         self._lock = threading.Lock()
 
@@ -79,60 +86,53 @@ class Connections:
         self.close()
 
     def control_path(self, host: str) -> Path:
-        return self._dir / host
+        with self._lock:
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="moorage-ssh-"))
+            self._used.add(host)
+            return self._dir / host
 
     def argv(self, host: str, remote_line: str) -> list[str]:
-        with self._lock:
-            self._used.add(host)
         return ssh_argv(self.inventory.ssh_target(host), remote_line, control_path=self.control_path(host))
 
-    def run(
-        self,
-        host: str,
-        command: Sequence[str],
-        on_line: Callable[[str], None],
-        *,
-        root: bool = True,
-        timeout: float | None = None,
-        stdin: Path | None = None,
-    ) -> Completed:
-        """``command`` on ``host`` (``stdin``: a file it reads); each line of its stdout goes to ``on_line`` as it comes."""
-        line = as_root(command) if root else shlex.join(command)
-        source = subprocess.DEVNULL if stdin is None else stdin.open("rb")
+    def run(self, host: str, line: str, on_line: Callable[[str], None] = lambda _: None, *, stdin: bytes | Path | None = None) -> Completed:
+        """The shell ``line`` on ``host`` (``stdin``: bytes or a file it reads); its stdout lines go to ``on_line`` as they come."""
+        source: Any = subprocess.DEVNULL if stdin is None else subprocess.PIPE if isinstance(stdin, bytes) else stdin.open("rb")
         try:
-            return self._run(host, line, on_line, timeout, source)
+            with subprocess.Popen(self.argv(host, line), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=source) as process:
+                if isinstance(stdin, bytes) and process.stdin is not None:
+                    feeder = threading.Thread(target=_feed, args=(process.stdin, stdin), daemon=True)
+                    feeder.start()
+                errors: list[bytes] = []
+                reader = threading.Thread(target=lambda: errors.append(process.stderr.read() if process.stderr else b""), daemon=True)
+                reader.start()
+                for output in process.stdout or []:
+                    on_line(output.decode(errors="replace").rstrip("\n"))
+                reader.join()
         finally:
-            if stdin is not None and not isinstance(source, int):
+            if isinstance(stdin, Path) and not isinstance(source, int):
                 source.close()
+        return Completed(host, process.returncode, b"".join(errors).decode(errors="replace"))
 
     def upload(self, host: str, source: Path, destination: str) -> Completed:
         """``source`` to ``destination`` on ``host`` as root (mode 0644), written whole, then renamed."""
         directory = destination.rsplit("/", 1)[0] or "/"
         script = f'mkdir -p {shlex.quote(directory)} && cat > "$0.$$" && chmod 0644 "$0.$$" && mv "$0.$$" "$0"'
-        return self.run(host, ["sh", "-c", script, destination], lambda _: None, stdin=source)
-
-    def _run(self, host: str, line: str, on_line: Callable[[str], None], timeout: float | None, source: Any) -> Completed:
-        with subprocess.Popen(self.argv(host, line), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=source, text=True) as process:
-            timer = threading.Timer(timeout, process.kill) if timeout else None
-            if timer is not None:
-                timer.start()
-            try:
-                for output in process.stdout or []:
-                    on_line(output.rstrip("\n"))
-                stderr = process.stderr.read() if process.stderr else ""
-            finally:
-                if timer is not None:
-                    timer.cancel()
-        return Completed(host, process.returncode, stderr)
+        return self.run(host, as_root(["sh", "-c", script, destination]), stdin=source)
 
     def warm(self, hosts: Iterable[str]) -> None:
         """Open the master connections now, in the background (while something else runs)."""
         for host in sorted(set(hosts)):
-            threading.Thread(target=self.run, args=(host, ["true"], lambda _: None), kwargs={"root": False}, daemon=True).start()
+            threading.Thread(target=self.run, args=(host, "true"), daemon=True).start()
 
     def close(self) -> None:
-        for host in sorted(self._used):
-            target = self.inventory.ssh_target(host)
-            exit_argv = ssh_argv(target, "true", control_path=self.control_path(host))
+        """Close the master connections (each in its own ``ssh -O exit``) and forget them."""
+        with self._lock:
+            directory, used = self._dir, sorted(self._used)
+            self._dir, self._used = None, set()
+        if directory is None:
+            return
+        for host in used:
+            exit_argv = ssh_argv(self.inventory.ssh_target(host), "true", control_path=directory / host)
             subprocess.run([*exit_argv[:1], "-O", "exit", *exit_argv[1:-2]], capture_output=True, timeout=10, check=False)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -1,11 +1,14 @@
-"""The rolling update: one Ansible run puts the release on the hosts, then Python drives the batches.
+"""The rolling update: the deploy agent on the hosts does the work, Python drives it, over warm SSH.
 
-1. prepare (one run of ``playbooks/deploy.yml``, first play only, on the placement group): every
-   host is checked first (ports, secrets, routes, runtime; a failure or an unreachable host is bad
-   input, exit 2, and nothing was written anywhere), then each gets the release next to what runs:
-   its files (an archive built once per content, shipped only where missing), each instance's
-   definition, the service's token. Nothing that runs changes. Meanwhile the controller opens one
-   SSH connection per host and puts the deploy agent there (``moorage.deploy.agent``).
+Everything runs through the deploy agent (``moorage.agents``, the same code the Ansible modules
+``moorage.platform.release`` and ``moorage.platform.instance`` run for ``playbooks/deploy.yml``),
+one SSH command per host at a time over one master connection per host (``moorage.deploy.remote``):
+
+1. prepare, on every host of the placement group: each is checked first (ports, secrets, routes,
+   runtime; a failure or an unreachable host is bad input, exit 2, and nothing was written on any
+   host), then each gets the release next to what runs: its files (an archive built once per
+   content, uploaded only where missing), each instance's definition, the service's token. Nothing
+   that runs changes. Secret values go to the hosts on the agent's stdin, nowhere else.
 2. batches of ``update.maxParallel`` instances (Python drives them: ``maxParallel`` counts
    instances, several may share a host, which Ansible's ``serial`` cannot express). Per batch, one
    SSH command per host runs the deploy agent on that host's instances of the batch, in parallel
@@ -22,30 +25,29 @@ A no-change deploy runs no playbook: Consul's registrations and one parallel loo
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cached_property
 from typing import Any
 
 import consul
 
 from moorage.deploy import status as service_status
-from moorage.deploy.agent import ensure_agent, remove_args, run_agents, status_args, switch_args
+from moorage.deploy.agent import HostAgents, HostRun, remove_args, status_args, switch_args
 from moorage.deploy.archives import Shipped, agent_zipapp, cached_archive, release_archive
+from moorage.deploy.connection import SecretsFile
 from moorage.deploy.remote import Connections
+from moorage.deploy.secret_values import read_secret_values
 from moorage.errors import BadInput, MoorageError
 from moorage.inventory import Inventory
 from moorage.plan import Instance
 from moorage.release import Release
-from moorage.reporting import QuietReporter, Reporter
-from moorage.runner import PlaybookResult, run_playbook
+from moorage.reporting import Reporter
 from moorage.spec.units import format_duration
-from moorage.targets.classic import playbook_extravars
+from moorage.targets.classic import release_parameters
 
-PLAYBOOK = "deploy.yml"
-# The prepare run's read-only task (roles/service/tasks/prepare.yml): its failures are bad input.
-CHECK_TASK = "Prepare | check that this host can take the release (ports, secrets, routes, runtime)"
 LB_GROUP = "lb"
 
 
@@ -65,38 +67,47 @@ class RolloutReport:
 
 @dataclass(frozen=True)
 class DeployContext:
-    """What every step of a deploy needs besides the release: the hosts and how to reach them."""
+    """What every step of a deploy needs besides the release: the hosts, how to reach them, the secrets."""
 
     inventory: Inventory
-    consul_vault_file: Path | None
-    secrets_file: Path | None
     reporter: Reporter
     connections: Connections
+    management_token: str
+    secrets: SecretsFile | None = None
 
     @property
     def lbs(self) -> list[str]:
         """The lb hosts (their Consul node names are their inventory names)."""
         return [host.name for host in self.inventory.groups.get(LB_GROUP, ())]
 
+    @cached_property
+    def agents(self) -> HostAgents:
+        """The deploy agent of this moorage on the hosts."""
+        return HostAgents(self.connections, agent_zipapp())
+
+    def secret_values(self, release: Release) -> dict[str, str]:
+        names = release.service.spec.secrets
+        if self.secrets is None:
+            return read_secret_values(names, None, None)
+        return read_secret_values(names, self.secrets.vault, self.secrets.password_file)
+
 
 @dataclass(frozen=True)
 class Prepared:
-    """A release put on the hosts: the agent that switches its instances, the archive its files came in."""
+    """A release put on the hosts, and the archive its files came in."""
 
-    agent: Shipped
     archive: Shipped | None
-    changed: int  # tasks the prepare run changed
+    changed: int  # hosts where something was written
 
 
 def batches(instances: Sequence[Instance], size: int) -> list[list[Instance]]:
     return [list(instances[start : start + size]) for start in range(0, len(instances), size)]
 
 
-def failure_text(result: PlaybookResult) -> str:
-    if result.failures:
-        last_per_host = {failure.host: failure.message for failure in result.failures}
-        return "; ".join(f"{host}: {message}" for host, message in last_per_host.items())
-    return " ".join(result.output_tail[-3:]) or f"ansible-playbook exited {result.rc}"
+def failures(runs: dict[str, HostRun]) -> str | None:
+    """What failed on which host (None: nothing)."""
+    text = [f"{host}: {run.failure_text()}" for host, run in sorted(runs.items()) if not run.ok]
+    return "; ".join(text) or None
 
 
 def files_archive(release: Release) -> Shipped | None:
@@ -119,42 +130,65 @@ def files_archive(release: Release) -> Shipped | None:
 
 
 def prepare(context: DeployContext, release: Release) -> Prepared:
-    """The one Ansible run of a deploy: every host checked, then the release put next to what runs.
+    """Put ``release`` on every host of its group: all checked first, then written.
 
-    BadInput when a host cannot take it (nothing was written on any host); MoorageError when writing failed.
+    BadInput when a host cannot take it or cannot be reached (nothing was written on any host);
+    MoorageError when writing failed.
     """
     context.reporter.stage(f"release {release.number} (version {release.version}): checking the hosts, shipping files")
     archive = files_archive(release)
-    agent = agent_zipapp()
-    hosts = sorted({instance.host for instance in release.plan.all_instances})
-    agent_problems: dict[str, str] = {}
-    # The SSH connections and the agent, while Ansible works.
-    installer = threading.Thread(target=lambda: agent_problems.update(ensure_agent(context.connections, agent, hosts)), name="agent")
-    installer.start()
-    extravars = playbook_extravars(
-        release,
-        "prepare",
-        consul_vault_file=context.consul_vault_file,
-        secrets_file=context.secrets_file,
-        archive=None if archive is None else archive.variables(),
-    )
-    result = run_playbook(PLAYBOOK, context.inventory.path, extravars, on_event=context.reporter.ansible_event)
-    installer.join()
-    if not result.succeeded:
-        first = result.failures[0] if result.failures else None
-        if first is not None and first.unreachable:
-            raise BadInput(f"host {first.host} is unreachable: {first.message}")
-        if first is not None and first.task == CHECK_TASK:
-            raise BadInput(first.message)
-        raise MoorageError(f"putting release {release.number} on the hosts failed: {failure_text(result)}")
-    if agent_problems:
-        raise MoorageError("; ".join(sorted(agent_problems.values())))
-    return Prepared(agent, archive, result.changed)
+    secrets = context.secret_values(release)
+    hosts = [host.name for host in context.inventory.hosts(release.plan.group)]
+    placed = {instance.host for instance in release.plan.all_instances}
+    documents = {
+        host: json.dumps(
+            release_parameters(
+                release,
+                host,
+                archive=None if archive is None else archive.variables(),
+                secrets=secrets,
+                management_token=context.management_token,
+                lbs=context.lbs,
+            )
+        ).encode()
+        for host in hosts
+    }
+    checked = context.agents.run({host: ["release", "check"] for host in hosts}, stdin=documents)
+    for host in hosts:
+        run = checked[host]
+        if run.unreachable:
+            raise BadInput(f"host {host} is unreachable: {run.failure_text().removeprefix(f'host {host} is unreachable: ')}")
+        if not run.ok:
+            raise BadInput(run.failure_text())
+    if archive is not None:
+        missing = [host for host in sorted(placed) if not checked[host].document.get("archive_present")]
+        _upload(context, archive, {host: str(checked[host].document["archive_dest"]) for host in missing})
+    shipped = context.agents.run({host: ["release", "ship"] for host in sorted(placed)}, stdin=documents)
+    failed = failures(shipped)
+    if failed is not None:
+        raise MoorageError(f"putting release {release.number} on the hosts failed: {failed}")
+    return Prepared(archive, sum(1 for run in shipped.values() if run.document.get("changed")))
+
+
+def _upload(context: DeployContext, archive: Shipped, destinations: dict[str, str]) -> None:
+    problems: list[str] = []
+
+    def one(host: str, destination: str) -> None:
+        done = context.connections.upload(host, archive.path, destination)
+        if done.returncode != 0:
+            problems.append(f"{host}: uploading {archive.path.name} failed: {done.reason()}")
+
+    threads = [threading.Thread(target=one, args=item) for item in destinations.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if problems:
+        raise MoorageError("; ".join(sorted(problems)))
 
 
 def roll(
     context: DeployContext,
-    prepared: Prepared,
     new: Release,
     previous: Release | None,
     targets: Sequence[Instance],
@@ -173,15 +207,15 @@ def roll(
             f"batch {number}/{len(all_batches)}: {names} -> release {new.number} (healthy for {format_duration(update.min_healthy)})"
         )
         touched.extend(batch)
-        failure = switch(context, prepared.agent, new, batch, revert=update.auto_revert)
+        failure = switch(context, new, batch, revert=update.auto_revert)
         if failure is not None:
             report.failure = f"batch {number}/{len(all_batches)} failed: {failure}"
             if update.auto_revert and revert_on_failure:
-                revert(context, prepared.agent, new, previous, touched, report)
+                revert(context, new, previous, touched, report)
             return report
         report.switched.extend(instance.id for instance in batch)
     if removed:
-        removal = remove_instances(context, prepared.agent, new, removed)
+        removal = remove_instances(context, new, removed)
         report.removed, report.failure = removal.removed, removal.failure
     return report
 
@@ -193,38 +227,30 @@ def _by_host(instances: Sequence[Instance]) -> dict[str, list[str]]:
     return hosts
 
 
-def switch(context: DeployContext, agent: Shipped, release: Release, batch: Sequence[Instance], *, revert: bool) -> str | None:
+def switch(context: DeployContext, release: Release, batch: Sequence[Instance], *, revert: bool) -> str | None:
     """``batch`` to ``release``: one agent run per host, the hosts at once. None, or what failed."""
+    name = release.service.name
     calls = {
-        host: switch_args(release.service.name, release.number, ids, max_parallel=len(ids), revert=revert)
-        for host, ids in _by_host(batch).items()
+        host: switch_args(host, name, release.number, ids, max_parallel=len(ids), revert=revert) for host, ids in _by_host(batch).items()
     }
-    runs = run_agents(context.connections, agent.digest, calls, context.reporter)
-    failures = [f"{host}: {run.failure_text()}" for host, run in sorted(runs.items()) if not run.ok]
-    return "; ".join(failures) or None
+    return failures(context.agents.run(calls, context.reporter))
 
 
-def remove_instances(context: DeployContext, agent: Shipped, release: Release, removed: Sequence[Instance]) -> RolloutReport:
+def remove_instances(context: DeployContext, release: Release, removed: Sequence[Instance]) -> RolloutReport:
     """Drain, deregister and stop ``removed`` (e.g. after scaling down, or dropped canaries)."""
     report = RolloutReport(service=release.service.name, release=release.number, version=release.version)
     context.reporter.stage(f"removing {', '.join(instance.id for instance in removed)}")
-    problems = ensure_agent(context.connections, agent, sorted({instance.host for instance in removed}))
-    if problems:
-        report.failure = f"removing instances failed: {'; '.join(sorted(problems.values()))}"
-        return report
-    calls = {host: remove_args(release.service.name, ids, context.lbs) for host, ids in _by_host(removed).items()}
-    runs = run_agents(context.connections, agent.digest, calls, context.reporter)
-    failures = [f"{host}: {run.failure_text()}" for host, run in sorted(runs.items()) if not run.ok]
+    calls = {host: remove_args(host, release.service.name, ids, context.lbs) for host, ids in _by_host(removed).items()}
+    runs = context.agents.run(calls, context.reporter)
     done = {result.instance for run in runs.values() for result in run.instances if result.ok}
     report.removed.extend(instance.id for instance in removed if instance.id in done)
-    if failures:
-        report.failure = f"removing instances failed: {'; '.join(failures)}"
+    failed = failures(runs)
+    if failed is not None:
+        report.failure = f"removing instances failed: {failed}"
     return report
 
 
-def revert(
-    context: DeployContext, agent: Shipped, new: Release, previous: Release | None, touched: Sequence[Instance], report: RolloutReport
-) -> None:
+def revert(context: DeployContext, new: Release, previous: Release | None, touched: Sequence[Instance], report: RolloutReport) -> None:
     """Every touched instance back to ``previous``; instances ``previous`` did not have are removed."""
     before = {instance.id for instance in previous.plan.all_instances} if previous else set()
     back = [instance for instance in touched if instance.id in before]
@@ -232,12 +258,12 @@ def revert(
     if previous is not None and back:
         context.reporter.stage(f"auto-revert: {', '.join(instance.id for instance in back)} -> release {previous.number}")
         for batch in batches(back, previous.service.spec.update.max_parallel):
-            failure = switch(context, agent, previous, batch, revert=False)
+            failure = switch(context, previous, batch, revert=False)
             if failure is not None:
                 raise MoorageError(f"{report.failure}; and the revert to release {previous.number} failed too: {failure}")
             report.reverted.extend(instance.id for instance in batch)
     if extra:
-        removal = remove_instances(context, agent, new, extra)
+        removal = remove_instances(context, new, extra)
         report.reverted.extend(removal.removed)
 
 
@@ -258,19 +284,9 @@ def check_hosts(context: DeployContext, client: consul.Consul, release: Release)
         elif row.health != "passing" or row.version != release.version or row.host != instance.host:
             problems[instance.id] = f"in Consul: {row.health}, version {row.version}, on {row.host}"
     problems |= {name: "registered in Consul but not planned" for name in rows if name not in planned}
-    agent = agent_zipapp()
     hosts = sorted({instance.host for instance in planned.values()})
-    unreachable = ensure_agent(context.connections, agent, hosts)
-    runs = run_agents(
-        context.connections,
-        agent.digest,
-        {host: status_args(release.service.name) for host in hosts if host not in unreachable},
-        QuietReporter(),
-    )
+    runs = context.agents.run({host: status_args(host, release.service.name) for host in hosts})
     for instance in planned.values():
-        if instance.host in unreachable:
-            problems.setdefault(instance.id, unreachable[instance.host])
-            continue
         run = runs[instance.host]
         state = (run.document.get("instances") or {}).get(instance.id) if run.ok else None
         if not run.ok:
