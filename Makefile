@@ -52,7 +52,7 @@ demo: setup
 	$(BIN)/moorage status hello
 	$(BIN)/python examples/hello/smoke.py examples/hello/moorage.yml
 
-test: setup
+test: setup lint
 	$(BIN)/pytest
 
 test-unit: setup
@@ -61,9 +61,11 @@ test-unit: setup
 test-e2e: setup
 	$(BIN)/pytest tests/e2e
 
+# ruff (lint and format), mypy strict on src/moorage, ansible-lint; `make test` runs it first.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/ansible-lint roles playbooks
 
 bench: setup
