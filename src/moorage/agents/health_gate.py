@@ -141,6 +141,7 @@ def main(argv: list[str]) -> int:
         probe = Probe("tcp", address, int(port), timeout=args.timeout)
     else:
         probe = Probe("command", "", 0, command=tuple(args.command), timeout=args.timeout)
-    result = wait_until_healthy(probe, args.min_healthy, args.deadline)
+    checked = args.http or args.tcp or " ".join(args.command)
+    result = wait_until_healthy(probe, args.min_healthy, args.deadline, name=checked)
     print(result.message)
     return 0 if result.passed else 1
