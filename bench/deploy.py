@@ -2,8 +2,9 @@
 
 The floor is what the health gate alone costs: per batch, the app's start (measured here: the
 hello app started on this host until its /healthz answers) plus ``update.minHealthy``; the
-rollout of 3 instances one at a time needs 3 batches. Everything above the floor is moorage's and
-Ansible's own time (SSH, playbook runs per phase, draining through the ingress). The rolling
+rollout of 3 instances one at a time needs 3 batches. Everything above the floor is moorage's own
+time (the deploy agent over SSH: check, ship, one switch per batch; draining until every lb
+acknowledged). The rolling
 deploy runs under constant load through NGINX (tests/http_load.py); its failed requests are
 counted. Prints a table and writes bench/results/deploy.json.
 
@@ -134,7 +135,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "app_start_seconds": round(start, 3),
         "floor_seconds": round(floor, 1),
-        "runs": rows,
+        "runs": [{**row, "rolling_vs_floor": round(row["rolling_seconds"] / floor, 2)} for row in rows],
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(document, indent=2) + "\n")
@@ -144,6 +145,7 @@ def main() -> None:
         "run",
         "rolling deploy s",
         "floor s",
+        "ratio",
         "no-op re-deploy s",
         "no-op Ansible changed",
         "requests under load",
@@ -155,6 +157,7 @@ def main() -> None:
             str(number),
             f"{row['rolling_seconds']:.1f}",
             f"{floor:.1f}",
+            f"{row['rolling_seconds'] / floor:.2f}",
             f"{row['noop_seconds']:.1f}",
             str(row["noop_ansible_changed"]),
             str(row["requests"]),

@@ -13,7 +13,7 @@ Schema versions:
   ``files_release``). Still read: :func:`release_from_json` converts such a record when it reads it
   (the spec from ``spec_text``, the plan from the instances); a record it cannot convert is one line
   naming the release and what to do.
-- 2: this module's :class:`Release`.
+- 2: this module's :class:`Release` (``files_digest`` added later; a record without it reads as None).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Release:
     spec: SpecFile  # the spec as deployed (``scale`` changes only its replicas; the text stays as written)
     plan: Plan
     files_release: int | None = None  # whose files the instances run: None for its own, an older number after a rollback
+    files_digest: str | None = None  # sha256 of the archive those files were shipped in (None: not known, moorage <= 0.2)
 
     @property
     def service(self) -> ServiceSpec:
@@ -77,6 +78,7 @@ class Release:
             "schema_version": SCHEMA_VERSION,
             **self.summary(),
             "files_release": self.files_number,
+            "files_digest": self.files_digest,
             "spec": {
                 "file": str(self.spec.file),
                 "text": self.spec.text,
@@ -139,6 +141,7 @@ def _from_schema_2(document: dict[str, Any]) -> Release:
             canaries=tuple(_instance(item) for item in plan["canaries"]),
         ),
         files_release=_files_release(number, document["files_release"]),
+        files_digest=None if document.get("files_digest") is None else str(document["files_digest"]),
     )
 
 

@@ -1,16 +1,18 @@
 """How long work reports itself, one protocol for the lab, the platform and the deploy.
 
-Work reports four kinds of things to a :class:`Reporter`:
+Work reports five kinds of things to a :class:`Reporter`:
 
 - ``step(description)``: a timed step (``with reporter.step("bridge ..."):``), e.g. booting machines;
 - ``note(message)``: a remark beside the steps, e.g. a machine started again;
 - ``stage(message)``: the next stage of a rollout, e.g. ``batch 2/3: hello-2@lab-3 -> release 4``;
+- ``instance_step(host, instance, step, detail)``: an instance's progress as the deploy agent on its
+  host reports it, e.g. ``hello-2`` on ``lab-3`` ``drained``;
 - ``ansible_event(event)``: ansible-runner's events while a playbook runs.
 
 Three renderings: :class:`TextReporter` (a status line and lines on stderr, for people),
 :class:`JsonLinesReporter` (one JSON object per line on stdout, for machines; the event names
-``step``, ``note``, ``deploy_step``, ``play``, ``task`` and ``host`` are part of the CLI's
-contract) and :class:`QuietReporter` (nothing, for callers with their own output).
+``step``, ``note``, ``deploy_step``, ``instance``, ``play``, ``task`` and ``host`` are part of the
+CLI's contract) and :class:`QuietReporter` (nothing, for callers with their own output).
 
 Only a task's name, host and status (and a failure's message) are ever shown, never a task's
 result, so values of ``no_log`` tasks and secrets in variables do not leak.
@@ -74,6 +76,9 @@ class Reporter:
     def stage(self, message: str) -> None:
         pass
 
+    def instance_step(self, host: str, instance: str, step: str, detail: str) -> None:
+        pass
+
     def ansible_event(self, event: Mapping[str, Any]) -> None:
         pass
 
@@ -97,6 +102,9 @@ class JsonLinesReporter(Reporter):
 
     def stage(self, message: str) -> None:
         emit_event({"event": "deploy_step", "message": message})
+
+    def instance_step(self, host: str, instance: str, step: str, detail: str) -> None:
+        emit_event({"event": "instance", "host": host, "instance": instance, "step": step, "detail": detail})
 
     def ansible_event(self, event: Mapping[str, Any]) -> None:
         kind = event.get("event", "")
@@ -141,6 +149,9 @@ class TextReporter(Reporter):
 
     def stage(self, message: str) -> None:
         err_console.print(f"[bold]>[/bold] {escape(message)}")
+
+    def instance_step(self, host: str, instance: str, step: str, detail: str) -> None:
+        err_console.print(f"  {instance}@{host} {step}{f': {detail}' if detail else ''}", markup=False, highlight=False)
 
     def ansible_event(self, event: Mapping[str, Any]) -> None:
         kind = event.get("event", "")

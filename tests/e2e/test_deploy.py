@@ -60,7 +60,7 @@ class Deployment:
 
     platform: Platform
     work: Path
-    runs_dir: Path  # MOORAGE_KEEP_RUNS: every ansible-runner directory of this module's runs
+    runs_dir: Path  # MOORAGE_KEEP_RUNS: every ansible-runner directory of this module's runs (none in a deploy now)
     spec: Path
     failing_spec: Path
     secrets: Path
@@ -485,12 +485,62 @@ def test_the_secret_value_is_in_no_output_log_journal_or_artifact(deployment: De
     for run in deployment.runs:
         assert SECRET_VALUE not in run.stdout + run.stderr, f"moorage {' '.join(run.args)} printed the secret"
     artifacts = subprocess.run(["grep", "-rl", "-F", SECRET_VALUE, str(deployment.runs_dir)], capture_output=True, text=True)
-    assert list(deployment.runs_dir.iterdir()), "no ansible-runner directories were kept"
-    assert artifacts.returncode == 1, f"ansible-runner artifacts hold the secret: {artifacts.stdout}"
+    assert artifacts.returncode == 1, f"kept run directories hold the secret: {artifacts.stdout}"
     lab = deployment.platform.lab
     for host in lab.hosts:
+        # Only the instances' own files (definitions, env files) hold the value: root's, 0600, under /etc/moorage/hello.
+        holders = lab.run(host.name, f"grep -rlF {SECRET_VALUE} /etc /opt /tmp /var/tmp /root /run 2>/dev/null || true").stdout.split()
+        modes = lab.run(host.name, f"stat -c '%a %U %n' {' '.join(holders)}").stdout.splitlines() if holders else []
+        assert all(line.startswith("600 root /etc/moorage/hello/") for line in modes), f"{host.name}: {modes}"
         journal = lab.run(host.name, f"journalctl --no-pager -o cat | grep -c -F {SECRET_VALUE} || true").stdout.strip()
         assert journal == "0", f"{host.name}'s journal holds the secret {journal} time(s)"
     logging_host = lab.group("logging")[0].name
     stored = lab.run(logging_host, f"grep -rl -F {SECRET_VALUE} /var/log/moorage || true").stdout.strip()
     assert stored == "", f"the logging host stored the secret in {stored}"
+
+
+# --- the ops engineers' path: ansible-playbook playbooks/deploy.yml, the same agent code ----------------
+
+
+def test_the_playbook_deploys_a_service_through_the_same_agent_and_a_second_run_changes_nothing(deployment: Deployment) -> None:
+    """hello-ops (examples/hello renamed, its own port and route) deployed by hand with ansible-playbook, no moorage deploy."""
+    from moorage import paths
+    from moorage.vault import CONSUL_SECRETS_FILE, VAULT_PASSWORD_FILE, secrets_dir
+
+    spec = deployment.work / "hello-ops.yml"
+    spec.write_text(
+        (REPO / "examples/hello/moorage.yml")
+        .read_text()
+        .replace("name: hello\n", "name: hello-ops\n")
+        .replace("artifact: ./app", f"artifact: {REPO / 'examples/hello/app'}")
+        .replace("port: 8080", "port: 8097")
+        .replace("replicas: 3", "replicas: 2")
+        .replace("hello.example.test", "hello-ops.example.test")
+        .replace("minHealthy: 3s", "minHealthy: 1s")
+    )
+    rendered = deployment.work / "hello-ops-classic"
+    inventory = str(deployment.platform.lab.inventory)
+    render = deployment.moorage("render", str(spec), "--target", "classic", "-o", str(rendered), "-i", inventory)
+    assert render.returncode == 0, render.stderr
+    [variables] = list(rendered.glob("*.yml"))
+    platform_secrets = secrets_dir(deployment.platform.lab.inventory)
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": paths.collections_search_path(), "ANSIBLE_HOST_KEY_CHECKING": "False"}
+
+    def playbook() -> subprocess.CompletedProcess[str]:
+        command = [
+            str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(deployment.platform.lab.inventory),
+            str(REPO / "playbooks/deploy.yml"), "-e", f"@{variables}", "-e", "moorage_release=1", "-e", "moorage_version=ops-1",
+            "-e", f"moorage_consul_vault_file={platform_secrets / CONSUL_SECRETS_FILE}",
+            "--vault-password-file", str(platform_secrets / VAULT_PASSWORD_FILE),
+        ]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=REPO, check=False)
+
+    first = playbook()
+    assert first.returncode == 0, first.stdout[-4000:]
+    answers = deployment.answers("hello-ops.example.test", count=20)
+    assert all(answer.endswith("version ops-1") for answer in answers), answers
+    second = playbook()
+    assert second.returncode == 0, second.stdout[-4000:]
+    recap = [line for line in second.stdout.splitlines() if " : ok=" in line]
+    assert recap and all("changed=0" in line for line in recap), "\n".join(recap)
+    assert deployment.platform.management_token not in first.stdout + second.stdout

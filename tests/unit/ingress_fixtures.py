@@ -21,14 +21,37 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TypeVar
 
+import jinja2
 from agent_layout import agent_command
 from consul_dev import ConsulDev, free_port
+from ruamel.yaml import YAML
 from waiting import stop_process
 
 NGINX = "/usr/sbin/nginx"
 
-# The read-only policy the role's README asks for.
-INGRESS_POLICY_RULES = 'service_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n'
+REPO = Path(__file__).resolve().parents[2]
+LB_NODE = "lb-test"  # the Consul node name the fixture's watcher acknowledges as
+
+
+def role_policy_rules(name: str, lb_hosts: list[str]) -> str:
+    """The rules of the consul role's policy ``name`` (defaults/main.yml), rendered for these lb hosts."""
+    defaults = YAML(typ="safe").load((REPO / "roles/consul/defaults/main.yml").read_text())
+    rules = next(policy["rules"] for policy in defaults["consul_acl_policies"] if policy["name"] == name)
+    variables = {"groups": {"lb": lb_hosts}, "consul_ingress_acks_group": defaults["consul_ingress_acks_group"]}
+    return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(rules).render(variables)
+
+
+def token_with_policies(consul: ConsulDev, *rules: str) -> str:
+    """A token holding one new policy per rules text, created through the ACL API."""
+    policies = []
+    for text in rules:
+        policy = consul.api("PUT", "/v1/acl/policy", {"Name": f"test-{free_port()}", "Rules": text})
+        assert isinstance(policy, dict)
+        policies.append({"ID": policy["ID"]})
+    token = consul.api("PUT", "/v1/acl/token", {"Policies": policies})
+    assert isinstance(token, dict)
+    return str(token["SecretID"])
+
 
 T = TypeVar("T")
 
@@ -111,13 +134,9 @@ def deregister(consul: ConsulDev, service_id: str) -> None:
     consul.api("PUT", f"/v1/agent/service/deregister/{service_id}")
 
 
-def read_only_token(consul: ConsulDev) -> str:
-    """A token with exactly the ingress policy (catalog and health read), created through the ACL API."""
-    policy = consul.api("PUT", "/v1/acl/policy", {"Name": f"ingress-{free_port()}", "Rules": INGRESS_POLICY_RULES})
-    assert isinstance(policy, dict)
-    token = consul.api("PUT", "/v1/acl/token", {"Policies": [{"ID": policy["ID"]}]})
-    assert isinstance(token, dict)
-    return str(token["SecretID"])
+def ingress_token(consul: ConsulDev) -> str:
+    """A token with exactly the policies the consul role gives the nginx-ingress token (lb host: LB_NODE)."""
+    return token_with_policies(consul, role_policy_rules("catalog-read", [LB_NODE]), role_policy_rules("ingress-acks", [LB_NODE]))
 
 
 # --- nginx + watcher ------------------------------------------------------------------------------
@@ -200,6 +219,7 @@ def watcher_settings(consul: ConsulDev, prefix: Path, port: int, token_file: Pat
         "max_delay_seconds": 5.0,
         "blocking_wait_seconds": 60,
         "backoff_max_seconds": 1.0,
+        "ack_node": LB_NODE,
     }
 
 

@@ -84,50 +84,21 @@ def test_each_agent_runs_under_python3_dash_I_from_the_installed_layout(agents_r
     assert result.stdout.startswith(f"usage: moorage-{command}")
 
 
-def test_the_health_gate_agent_passes_a_healthy_instance_and_refuses_a_dead_one(agents_root: Path, consul: ConsulDev) -> None:  # noqa: F811
-    assert consul.management_token
-    env = {"CONSUL_HTTP_TOKEN": consul.management_token}
-    with backends("gated") as (backend,):
-        service_id = register(consul, "gated", backend, [])
-        passed = subprocess.run(
-            [
-                *agent_command(agents_root, "ingress")[:3],
-                "health-gate",
-                service_id,
-                "--min",
-                "1",
-                "--deadline",
-                "30",
-                "--consul",
-                consul.url,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        backend.stop()
-        refused = subprocess.run(
-            [
-                *agent_command(agents_root, "ingress")[:3],
-                "health-gate",
-                service_id,
-                "--min",
-                "5",
-                "--deadline",
-                "4",
-                "--consul",
-                consul.url,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
+def test_the_health_gate_agent_passes_a_healthy_instance_and_refuses_a_dead_one(agents_root: Path) -> None:  # noqa: F811
+    def gate(url: str, min_healthy: str, deadline: str) -> subprocess.CompletedProcess[str]:
+        command = [*agent_command(agents_root, "ingress")[:3], "health-gate", "--http", url, "--min", min_healthy, "--deadline", deadline]
+        return subprocess.run(command, capture_output=True, text=True, env={}, check=False)
 
-    assert (passed.returncode, passed.stdout) == (0, f"{service_id}: passing for 1s\n")
+    with backends("gated") as (backend,):
+        url = f"http://127.0.0.1:{backend.port}/healthz"
+        passed = gate(url, "1", "30")
+        backend.stop()
+        refused = gate(url, "5", "2")
+
+    assert (passed.returncode, passed.stdout) == (0, f"{url}: healthy for 1s\n")
     assert refused.returncode == 1
-    assert refused.stdout.startswith(f"{service_id}: not healthy for 5s within 4s (last check: critical: ")
+    assert refused.stdout.startswith(f"{url}: not healthy for 5s within 2s (last check: ")
+    assert "refused" in refused.stdout
 
 
 def test_the_target_bridge_writes_the_scraped_instances_and_follows_changes(agents_root: Path, consul: ConsulDev, tmp_path: Path) -> None:  # noqa: F811

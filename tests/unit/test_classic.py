@@ -16,7 +16,7 @@ from moorage.inventory import load_inventory
 from moorage.plan import place, plan_service
 from moorage.spec.loader import load_spec
 from moorage.targets import classic
-from moorage.targets.classic import Variables, deploy_variables, playbook_extravars
+from moorage.targets.classic import Variables, deploy_variables, release_parameters
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_SPEC = REPO / "examples" / "hello" / "moorage.yml"
@@ -153,28 +153,31 @@ def test_group_missing_from_the_inventory_is_bad_input(tmp_path: Path) -> None:
         render(EXAMPLE_SPEC, other)
 
 
-def test_playbook_extravars_are_the_release_and_the_run(inventory: Path, tmp_path: Path) -> None:
+def test_release_parameters_are_one_hosts_instances_of_the_release(inventory: Path) -> None:
     spec = load_spec(EXAMPLE_SPEC)
     plan = plan_service(spec.model, load_inventory(inventory).hosts("app"), canaries=1)
     release = replace(draft("7", "abc", spec, plan), number=9, files_release=4)
-    secrets = tmp_path / "secrets.yml"
-    extravars = playbook_extravars(
-        release, "switch", plan.instances[:1], consul_vault_file=Path("/state/consul.vault.yml"), secrets_file=secrets
+    host = plan.canaries[0].host
+
+    parameters = release_parameters(
+        release, host, archive={"digest": "d1", "suffix": ".tar.gz", "path": "/x"}, secrets={"A": "s"}, management_token="m", lbs=["lb1"]
     )
-    assert extravars == {
-        **deploy_variables(spec, plan.all_instances),  # the planned instances and the canary
-        "moorage_group": "app",
-        "moorage_phase": "switch",
-        "moorage_batch": ["hello-1"],
-        "moorage_release": 9,
-        "moorage_version": "7",
-        "moorage_files_release": 4,
-        "moorage_consul_vault_file": "/state/consul.vault.yml",
-        "moorage_secrets_file": str(secrets),
+
+    mine = [instance for instance in plan.all_instances if instance.host == host]
+    assert parameters == {
+        "service": deploy_variables(spec, plan.instances)["moorage_service"],
+        "instances": deploy_variables(spec, mine)["moorage_instances"],  # the planned ones and the canary on this host
+        "release": 9,
+        "version": "7",
+        "files_release": 4,
+        "archive": {"digest": "d1", "suffix": ".tar.gz"},  # never the controller's path
+        "secrets": {"A": "s"},
+        "lbs": ["lb1"],
+        "management_token": "m",
+        "host": host,
     }
-    assert [instance["id"] for instance in extravars["moorage_instances"]] == ["hello-1", "hello-2", "hello-3", "hello-4"]
-    removal = playbook_extravars(release, "remove", plan.canaries, instances=plan.canaries)
-    assert removal["moorage_instances"] == [extravars["moorage_instances"][-1]] and "moorage_secrets_file" not in removal
+    assert "hello-4" in [instance["id"] for instance in parameters["instances"]]
+    assert release_parameters(release, "nobody", archive=None, secrets={}, management_token="", lbs=[])["instances"] == []
 
 
 # --- the command -----------------------------------------------------------------------

@@ -263,7 +263,7 @@ def test_dev_up_needs_every_secret_before_touching_anything(cache: Path, tmp_pat
 def test_dev_up_reads_a_vaulted_secrets_file(cache: Path, tmp_path: Path) -> None:
     from ansible.parsing.vault import VaultLib, VaultSecret
 
-    from moorage.commands.dev import read_secret_values
+    from moorage.deploy.secret_values import read_secret_values
     from moorage.spec.loader import load_spec
 
     password = tmp_path / "vault-password"
@@ -272,7 +272,7 @@ def test_dev_up_reads_a_vaulted_secrets_file(cache: Path, tmp_path: Path) -> Non
     vault.write_bytes(VaultLib([("default", VaultSecret(b"correct horse"))]).encrypt(b"JWT_SECRET: from the vault 0123456789abcdef\n"))
     service = load_spec(NOTES_API / "moorage.yml").model
 
-    assert read_secret_values(service, vault, password) == {"JWT_SECRET": "from the vault 0123456789abcdef"}
+    assert read_secret_values(service.spec.secrets, vault, password) == {"JWT_SECRET": "from the vault 0123456789abcdef"}
     locked = moorage("dev", "up", str(NOTES_API / "moorage.yml"), "--secrets", str(vault))
     assert (locked.returncode, locked.stderr) == (2, f"moorage: error: --secrets {vault} is an Ansible Vault: pass --vault-password-file\n")
     password.write_text("wrong\n")

@@ -19,8 +19,9 @@ from consul_dev import ConsulDev, start_consul_dev
 from release_samples import HELLO_SPEC, HOSTS
 
 from moorage.deploy.identity import spec_hash
-from moorage.deploy.logs import journal_command, ssh_argv
+from moorage.deploy.logs import journal_command
 from moorage.deploy.releases import ReleaseStore, draft
+from moorage.deploy.remote import KEEPALIVE, as_root, ssh_argv
 from moorage.errors import EXIT_CHANGES_PENDING
 from moorage.inventory import SshTarget
 from moorage.plan import plan_service
@@ -83,11 +84,13 @@ def test_plan_says_its_exit_codes_in_its_help() -> None:
     assert "Exit status: 0 no change, 4 changes pending, 2 bad input, 1 failed." in help_text
 
 
-def test_logs_reaches_a_host_the_way_ansible_does() -> None:
+def test_logs_reaches_a_host_the_way_ansible_does_as_root_or_through_sudo() -> None:
     target = SshTarget("10.0.0.5", "deploy", 2222, "/keys/id", ("-o", "LogLevel=ERROR"))
-    command = journal_command("hello", follow=True, since="10 min ago")
-    assert ssh_argv(target, command) == [
-        "ssh", "-o", "BatchMode=yes", "-i", "/keys/id", "-p", "2222", "-o", "LogLevel=ERROR", "deploy@10.0.0.5", "--",
-        "journalctl --no-pager -o short-iso -t hello -f --since '10 min ago'",
+    line = as_root(journal_command("hello", follow=True, since="10 min ago"))
+    assert ssh_argv(target, line) == [
+        "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", *KEEPALIVE, "-i", "/keys/id", "-p", "2222", "-o", "LogLevel=ERROR",
+        "deploy@10.0.0.5", "--",
+        "if [ \"$(id -u)\" = 0 ]; then exec journalctl --no-pager -o short-iso -t hello -f --since '10 min ago'; "
+        "else exec sudo -n journalctl --no-pager -o short-iso -t hello -f --since '10 min ago'; fi",
     ]  # fmt: skip
-    assert ssh_argv(SshTarget("web2"), ["journalctl"])[-3:] == ["web2", "--", "journalctl"]
+    assert ssh_argv(SshTarget("web2"), "journalctl")[-3:] == ["web2", "--", "journalctl"]

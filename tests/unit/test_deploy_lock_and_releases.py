@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import consul
@@ -116,8 +117,10 @@ def test_a_record_of_moorage_0_1_is_still_read(client: consul.Consul) -> None:
     (release,) = store.all()
     assert (release.number, release.version, release.status, release.files_number) == (3, "1", "deployed", 2)
     assert release.service.spec.replicas == 2  # as scaled, not as the text says
-    store.create(release, "deployed", note="rollback to 3")  # and a current record is written next to it
+    store.create(replace(release, number=store.next_number()), "deployed", note="rollback to 3")  # a current record beside it
     assert [record.number for record in store.all()] == [3, 4]
+    with pytest.raises(MoorageError, match="hello: release 4 was written by someone else meanwhile"):
+        store.create(replace(release, number=4), "deployed")
 
 
 def test_an_unreadable_record_is_one_line_naming_it_and_what_to_do(client: consul.Consul) -> None:

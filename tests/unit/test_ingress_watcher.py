@@ -1,9 +1,10 @@
 """The ingress watcher (moorage.agents.ingress) against a real Consul and a real NGINX.
 
 The watcher runs as on an lb host: installed by the agent role, under Debian's ``python3 -I``.
-Consul is a dev agent with ACLs on (default deny); the watcher reads it with a token that has only
-the policy the role's README documents. NGINX is Debian's, on a free loopback port; the backends
-are real HTTP servers on loopback. Every wait is a bounded poll.
+Consul is a dev agent with ACLs on (default deny); the watcher uses a token that has only the
+policies the consul role gives the nginx-ingress token (catalog read, its acknowledgments). NGINX
+is Debian's, on a free loopback port; the backends are real HTTP servers on loopback. Every wait
+is a bounded poll.
 """
 
 from __future__ import annotations
@@ -17,17 +18,21 @@ import pytest
 from agent_layout import agents_root  # noqa: F401 -- the session fixture
 from consul_dev import ConsulDev, consul_binary, start_consul_dev
 from ingress_fixtures import (
+    LB_NODE,
     Backend,
     Ingress,
     backends,
     deregister,
     eventually,
-    read_only_token,
+    ingress_token,
     register,
     run_watcher,
     start_ingress,
     stop_process,
 )
+
+from moorage.agents.acks import read_acks
+from moorage.agents.consul import ConsulClient
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,7 @@ def consul() -> Iterator[ConsulDev]:
 
 @pytest.fixture(scope="module")
 def token(consul: ConsulDev) -> str:
-    return read_only_token(consul)
+    return ingress_token(consul)
 
 
 @pytest.fixture
@@ -96,6 +101,24 @@ def test_instances_in_maintenance_or_failing_their_check_get_no_traffic(consul: 
         finally:
             for service_id in ids:
                 deregister(consul, service_id)
+
+
+def test_the_watcher_acknowledges_what_nginx_routes_per_service(consul: ConsulDev, ingress: Ingress) -> None:
+    admin = ConsulClient(consul.url, consul.management_token or "")
+    with backends("ack-a", "ack-b") as (first, second):
+        ids = [register(consul, "ack", backend, ["route=ack.example.test/"]) for backend in (first, second)]
+        both = {f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"}
+        try:
+            eventually(lambda: set(_acked(admin, "ack") or []) == both)
+            eventually(lambda: ingress.bodies("ack.example.test", 6) == {"backend ack-a\n", "backend ack-b\n"})
+
+            consul.api("PUT", f"/v1/agent/service/maintenance/{ids[0]}?enable=true&reason=test")
+            eventually(lambda: _acked(admin, "ack") == [f"127.0.0.1:{second.port}"])
+            eventually(lambda: ingress.bodies("ack.example.test", 6) == {"backend ack-b\n"})
+        finally:
+            for service_id in ids:
+                deregister(consul, service_id)
+        eventually(lambda: read_acks(admin).ack(LB_NODE, "ack") is None)  # routed no more: the key is gone
 
 
 def test_a_burst_of_20_registrations_causes_few_reloads(consul: ConsulDev, ingress: Ingress) -> None:
@@ -209,6 +232,11 @@ def _answers_once_routed(ingress: Ingress, host: str, paths: list[str]) -> list[
     """The answers for ``paths``, asked together once the host is routed (none from before the reload)."""
     answers = [ingress.get(host, path) for path in paths]
     return None if any(answer[1] == "no service routed for this host\n" for answer in answers) else answers
+
+
+def _acked(admin: ConsulClient, service: str) -> list[str] | None:
+    ack = read_acks(admin).ack(LB_NODE, service)
+    return None if ack is None else list(ack.backends)
 
 
 def _registered(consul: ConsulDev, service: str, backend: Backend) -> bool:

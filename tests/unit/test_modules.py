@@ -1,22 +1,32 @@
-"""The collection's modules (consul_instance, consul_maintenance, health_gate) against a real Consul agent.
+"""The collection's deploy modules (moorage.platform.release, moorage.platform.instance) run by ansible-playbook.
 
 Each test runs real tasks through ansible-playbook on this machine (the modules by FQCN, on
-Debian's python3) against a Consul dev agent with ACLs on (default deny), and checks what a user
-would notice: what changed, what Consul holds afterwards, check mode touching nothing, a second
-run changing nothing, failures saying why in one message, the token never in the output.
+Debian's python3) into a temporary root, against a Consul dev agent with ACLs on (default deny),
+and checks what a user would notice: what changed, what the files hold, check mode touching
+nothing, a second run changing nothing, failures saying why in one message, secrets and tokens
+never in the output. Switching an instance needs systemd or Docker: that runs on the lab
+(tests/e2e/test_deploy.py, molecule/service).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ansible_local import run_tasks
-from consul_dev import ConsulDev, free_port, start_consul_dev
-from ingress_fixtures import backends
+from consul_dev import ConsulDev, start_consul_dev
+
+from moorage.agents.prepare import INGRESS_READ_POLICY, service_token
+from moorage.deploy.archives import release_archive
+from moorage.spec.loader import load_spec
+from moorage.targets.classic import service_variables
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "module-test-secret-7f3a"
 
 
 @pytest.fixture(scope="module")
@@ -25,139 +35,108 @@ def consul() -> Iterator[ConsulDev]:
         yield agent
 
 
-def connection(consul: ConsulDev) -> dict[str, str]:
-    assert consul.management_token
-    return {"consul_addr": consul.url, "token": consul.management_token}
-
-
-def instance(consul: ConsulDev, service_id: str, port: int, **options: Any) -> dict[str, Any]:
+@pytest.fixture
+def release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The parameters of release 3 of examples/hello (with a secret) for one instance on this host, into tmp_path."""
+    monkeypatch.setenv("MOORAGE_CACHE_DIR", str(tmp_path / "cache"))
+    archive = release_archive(REPO / "examples/hello/app")
+    service = {**service_variables(load_spec(REPO / "examples/hello/moorage.yml")), "secrets": ["API_TOKEN"]}
     return {
-        "moorage.platform.consul_instance": {
-            **connection(consul),
-            "id": service_id,
-            "name": "web",
-            "address": "127.0.0.1",
-            "port": port,
-            "routes": [{"host": "web.example.test", "path": "/"}, {"host": "web.example.test", "path": "/api"}],
-            "metrics_path": "/metrics",
-            "health": {"kind": "http", "http": "/", "interval": "1s", "timeout": "1s", "deregister_after": "1m"},
-            "meta": {"version": "1", "release": "3"},
-            "timestamp_meta_key": "started",
-            **options,
-        }
+        "service": service,
+        "instances": [{"id": "hello-1", "index": 1, "host": "localhost", "address": "127.0.0.1", "port": free_tcp_port()}],
+        "release": 3,
+        "version": "1.0",
+        "archive": {"digest": archive.digest, "suffix": archive.suffix},
+        "secrets": {"API_TOKEN": SECRET},
+        "lbs": ["lb-1"],
+        "root": str(tmp_path / "opt"),
+        "config_root": str(tmp_path / "etc"),
+        "host": "web-1",
+        "_archive_path": str(archive.path),
     }
 
 
-def registered(consul: ConsulDev, service_id: str) -> dict[str, Any]:
-    services = consul.api("GET", "/v1/agent/services")
-    assert isinstance(services, dict)
-    return services.get(service_id, {})
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
-def test_an_instance_is_registered_once_then_left_alone_and_check_mode_touches_nothing(consul: ConsulDev, tmp_path: Path) -> None:
+def step(release: dict[str, Any], name: str, **options: Any) -> dict[str, Any]:
+    parameters = {key: value for key, value in release.items() if not key.startswith("_")}
+    return {"moorage.platform.release": {**parameters, "step": name, **options}}
+
+
+def test_a_release_is_checked_shipped_once_and_left_alone_after(consul: ConsulDev, release: dict[str, Any], tmp_path: Path) -> None:
+    assert consul.management_token
+    ship = step(release, "ship", management_token=consul.management_token, consul_addr=consul.url)
     results = run_tasks(
         [
-            instance(consul, "web-1", 8081),
-            instance(consul, "web-1", 8081),
-            {**instance(consul, "web-1", 9999), "check_mode": True},
-            instance(consul, "web-1", 8082),
+            {**step(release, "check"), "register": "here"},
+            {"ansible.builtin.copy": {"src": release["_archive_path"], "dest": "{{ here.archive_dest | dirname }}/"}},
+            {**ship, "check_mode": True},
+            ship,
+            ship,
+            step(release, "check"),
         ],
         tmp_path,
     )
 
-    first, again, checked, moved = results
-    assert [result["changed"] for result in results] == [True, False, True, True]
+    checked, copied, would, shipped, again, rechecked = results
     assert not any(result.get("failed") for result in results), results
-    assert first["tags"] == ["moorage", "route=web.example.test/", "route=web.example.test/api", "metrics"]
-    assert again["registration"]["Meta"]["started"] == first["registration"]["Meta"]["started"]
-    assert checked["registration"]["Port"] == 9999
-    service = registered(consul, "web-1")
-    assert (service["Service"], service["Port"], service["Tags"]) == ("web", 8082, first["tags"])
-    assert service["Meta"]["metrics_path"] == "/metrics"
-    assert service["Meta"]["version"] == "1"
-    assert service["Meta"]["started"] == moved["registration"]["Meta"]["started"]
-    [check] = [check for check in consul.api("GET", "/v1/agent/checks").values() if check["ServiceID"] == "web-1"]  # type: ignore[union-attr]
-    assert check["Name"] == "web http"
-    assert json.dumps(results).count(connection(consul)["token"]) == 0, "the token shows in the output"
+    assert (checked["archive_present"], checked["running"]) == (False, {"hello-1": None})
+    assert copied["changed"] is True
+    assert would["changed"] is True and "definition of hello-1" in would["changes"]
+    assert shipped["changed"] is True and again["changed"] is False
+    assert rechecked["archive_present"] is True
+    root, config = Path(release["root"]), Path(release["config_root"])
+    assert (root / "hello/releases/3/app.py").exists()
+    definition = config / "hello/releases/3/hello-1.json"
+    assert oct(definition.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(definition.read_text())["release"] == 3
+    token, _ = service_token(consul.management_token, "hello")
+    assert (config / "hello/consul.token").read_text() == token + "\n"
+    own = consul.api("GET", "/v1/acl/token/self", token=token)
+    assert isinstance(own, dict) and INGRESS_READ_POLICY in {policy["Name"] for policy in own["Policies"]}
+    output = json.dumps(results)
+    assert SECRET not in output and consul.management_token not in output and token not in output
 
 
-def test_a_route_that_breaks_the_rules_fails_the_task_naming_the_rule(consul: ConsulDev, tmp_path: Path) -> None:
-    long_host = "a" * 70 + ".example.test"
-
-    [result] = run_tasks([instance(consul, "web-9", 8089, routes=[{"host": long_host, "path": "/"}])], tmp_path)
-
-    assert result["failed"] is True
-    assert result["msg"] == "web-9: route host label 'aaaaaaaaaaaaaaaaaaaaa...' is 70 characters long; a DNS label has at most 63"
-    assert registered(consul, "web-9") == {}
-
-
-def test_maintenance_is_toggled_only_when_it_differs_and_an_unknown_instance_is_left_alone(consul: ConsulDev, tmp_path: Path) -> None:
-    def maintenance(service_id: str, enabled: bool) -> dict[str, Any]:
-        return {
-            "moorage.platform.consul_maintenance": {**connection(consul), "service_id": service_id, "enabled": enabled, "reason": "test"}
-        }
-
-    results = run_tasks(
-        [
-            instance(consul, "web-2", 8083),
-            {**maintenance("web-2", True), "check_mode": True},
-            maintenance("web-2", True),
-            maintenance("web-2", True),
-            maintenance("web-2", False),
-            maintenance("web-2", False),
-            maintenance("nobody-1", True),
-        ],
-        tmp_path,
-    )
-
-    states = [(result["changed"], result.get("registered"), result.get("maintenance")) for result in results[1:]]
-    assert states == [
-        (True, True, True),
-        (True, True, True),
-        (False, True, True),
-        (True, True, False),
-        (False, True, False),
-        (False, False, False),
-    ]
-    checks = consul.api("GET", "/v1/agent/checks")
-    assert isinstance(checks, dict)
-    assert "_service_maintenance:web-2" not in checks
-
-
-def test_the_health_gate_opens_for_a_passing_instance_and_says_why_it_stays_shut(consul: ConsulDev, tmp_path: Path) -> None:
-    closed_port = free_port()
-    with backends("gate") as (backend,):
-
-        def gate(service_id: str, deadline: float) -> dict[str, Any]:
-            return {
-                "moorage.platform.health_gate": {**connection(consul), "service_id": service_id, "min_healthy": 1.5, "deadline": deadline}
-            }
-
+def test_the_check_fails_naming_the_host_and_why_and_writes_nothing(release: dict[str, Any], tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        instances = [{**release["instances"][0], "port": port}]
         results = run_tasks(
             [
-                instance(consul, "web-3", backend.port),
-                instance(consul, "web-4", closed_port),
-                gate("web-3", 30),
-                gate("web-4", 3),
-                {**gate("web-4", 3), "check_mode": True},
+                step(release, "check", instances=instances),
+                step(release, "check", secrets={}),
+                step(release, "check", service={**release["service"], "routes": [{"host": "Not A Host", "path": "/"}]}),
             ],
             tmp_path,
         )
 
-    passed, shut, checked = results[2:]
-    assert (passed.get("failed", False), passed["changed"]) == (False, False)
-    assert passed["waited_seconds"] >= 1.5
-    assert passed["msg"] == "web-3: passing for 1.5s"
-    assert shut["failed"] is True
-    assert shut["msg"].startswith("web-4: not healthy for 1.5s within 3s (last check: critical: ")
-    assert str(closed_port) in shut["msg"]
-    assert (checked.get("failed", False), checked["changed"]) == (False, False)
+    taken_port, no_secret, bad_route = results
+    assert taken_port["failed"] and taken_port["msg"] == f"port {port} on host web-1 is already taken (needed by hello-1)"
+    assert no_secret["failed"] and "secrets API_TOKEN have no value" in no_secret["msg"]
+    assert bad_route["failed"] and "host must be a lowercase host name" in bad_route["msg"]
+    assert not Path(release["root"]).exists() and not Path(release["config_root"]).exists()
 
 
-def test_an_instance_is_deregistered_once(consul: ConsulDev, tmp_path: Path) -> None:
-    absent = {"moorage.platform.consul_instance": {**connection(consul), "id": "web-5", "state": "absent"}}
+def test_the_instance_module_says_what_it_would_do_and_removes_nothing_that_is_not_there(release: dict[str, Any], tmp_path: Path) -> None:
+    where = {"root": release["root"], "config_root": release["config_root"], "service": "hello", "instances": ["hello-1"]}
+    results = run_tasks(
+        [
+            {"moorage.platform.instance": {**where, "release": 3}, "check_mode": True},
+            {"moorage.platform.instance": {**where, "state": "absent"}, "check_mode": True},
+            {"moorage.platform.instance": {**where, "release": 3, "consul_addr": "http://127.0.0.1:1"}},
+        ],
+        tmp_path,
+    )
 
-    results = run_tasks([instance(consul, "web-5", 8085), {**absent, "check_mode": True}, absent, absent], tmp_path)
-
-    assert [result["changed"] for result in results] == [True, True, True, False]
-    assert registered(consul, "web-5") == {}
+    would_switch, would_remove, unprepared = results
+    assert would_switch["changed"] is True and would_switch["instances"] == [{"instance": "hello-1", "changed": True}]
+    assert would_remove["changed"] is False
+    assert unprepared["failed"] is True
+    assert unprepared["msg"].startswith("hello-1 on ") and "release 3 of hello-1 is not prepared on this host" in unprepared["msg"]

@@ -12,7 +12,7 @@ from release_samples import HOSTS, LEGACY_RECORD, sample_release
 from moorage.deploy.changes import InstanceChange, changes, removed_instances, rollback_removals
 from moorage.plan import Instance, plan_service
 from moorage.release import SCHEMA_VERSION, UnreadableRelease, release_from_json
-from moorage.targets.classic import playbook_extravars, service_variables
+from moorage.targets.classic import instance_variables, service_variables
 
 KEY = "moorage/services/hello/releases/4"
 
@@ -26,6 +26,9 @@ def test_a_record_round_trips_through_its_json() -> None:
     assert "variables" not in document and "moorage_service" not in json.dumps(document)
     assert release_from_json(release.to_json(), KEY) == release
     assert release_from_json(replace(release, files_release=2).to_json(), KEY).files_number == 2
+    assert release_from_json(replace(release, files_digest="ab12").to_json(), KEY).files_digest == "ab12"
+    without_digest = {key: value for key, value in document.items() if key != "files_digest"}  # written before it existed
+    assert release_from_json(json.dumps(without_digest), KEY).files_digest is None
 
 
 def test_the_summary_is_what_moorage_releases_shows() -> None:
@@ -46,9 +49,8 @@ def test_a_moorage_0_1_record_converts_to_the_same_playbook_variables() -> None:
     assert release.files_number == 2
     assert release.spec.file == Path("/srv/hello/moorage.yml") and release.spec.text == old["spec_text"]
     assert service_variables(release.spec) == old["moorage_service"]  # the hosts get what they got before
-    extravars = playbook_extravars(release, "prepare")
-    assert extravars["moorage_instances"] == old["moorage_instances"]
-    assert (extravars["moorage_group"], extravars["moorage_release"], extravars["moorage_files_release"]) == ("app", 3, 2)
+    assert instance_variables(release.plan.all_instances) == old["moorage_instances"]
+    assert (release.plan.group, release.number, release.files_number, release.files_digest) == ("app", 3, 2, None)
 
 
 def test_a_moorage_0_1_record_with_canaries_keeps_them() -> None:

@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import kubernetes_validate
 import pytest
 from click.testing import CliRunner
 
+from moorage.agents.definition import systemd_unit as agent_systemd_unit
+from moorage.agents.layout import ServiceLayout
 from moorage.cli import cli
 from moorage.spec.loader import SpecFile, SpecInvalid, load_spec
 from moorage.targets import kubernetes
@@ -168,17 +169,8 @@ def test_kubernetes_takes_the_manifests_of_the_edges(write_spec: WriteSpec, valu
 
 
 def systemd_unit(spec: SpecFile) -> str:
-    template = (REPO / "roles/service/templates/instance.service.j2").read_text()
-    return jinja2.Template(template, keep_trailing_newline=True).render(
-        ansible_managed="test",
-        service_name=spec.name,
-        service_instance={"id": f"{spec.name}-1"},
-        service_release=1,
-        service_version="1",
-        service_release_dir="/",
-        service_env_dir="/etc",
-        service_spec=service_variables(spec),
-    )
+    """The unit the deploy agent writes on a host for the spec's first instance."""
+    return agent_systemd_unit(service_variables(spec), f"{spec.name}-1", ServiceLayout(spec.name))
 
 
 @pytest.mark.parametrize("values", [LARGEST, SMALLEST], ids=["largest", "smallest"])

@@ -1,19 +1,21 @@
 """Run one host agent: ``python3 -I DIR AGENT [ARGS]`` on a host, ``python -m moorage.agents AGENT [ARGS]`` here.
 
-This file is also copied to ``DIR/__main__.py`` on the hosts, so its imports are absolute.
+This file is also copied to ``DIR/__main__.py`` on the hosts (and is the deploy agent zipapp's
+entry), so its imports are absolute. Only the chosen agent's module is imported: the deploy
+agent runs once per batch and host, and its start-up is part of every batch's time.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
 
-from moorage.agents import health_gate, ingress, prometheus_targets
-
-AGENTS: dict[str, Callable[[list[str]], int]] = {
-    "ingress": ingress.main,
-    "prometheus-targets": prometheus_targets.main,
-    "health-gate": health_gate.main,
+AGENTS = {
+    "ingress": "ingress",
+    "prometheus-targets": "prometheus_targets",
+    "health-gate": "health_gate",
+    "instance": "instance",
+    "release": "prepare",
 }
 
 
@@ -21,7 +23,9 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in AGENTS:
         print(f"usage: moorage-agent {{{','.join(AGENTS)}}} [--help | ARGS]", file=sys.stderr)
         return 2
-    return AGENTS[argv[0]](argv[1:])
+    module = importlib.import_module(f"moorage.agents.{AGENTS[argv[0]]}")
+    result: int = module.main(argv[1:])
+    return result
 
 
 if __name__ == "__main__":

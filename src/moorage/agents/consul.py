@@ -24,9 +24,10 @@ Params = Mapping[str, str | int]
 class ConsulError(Exception):
     """Consul could not be asked, or refused: unreachable, ACL denied, not found, a bad answer."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, index: int = 0) -> None:
         super().__init__(message)
         self.status = status  # the HTTP status when Consul answered, else None
+        self.index = index  # the X-Consul-Index it answered with (a 404 of a blocking query has one), else 0
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,14 @@ class Answer:
 def base_url(address: str) -> str:
     """``127.0.0.1:8500`` or ``http://127.0.0.1:8500/`` -> ``http://127.0.0.1:8500``."""
     return (address if "://" in address else f"http://{address}").rstrip("/")
+
+
+def consul_index(header: str | None) -> int:
+    """The ``X-Consul-Index`` header as a number (0 when missing or not a number)."""
+    try:
+        return max(int(header or 0), 0)
+    except ValueError:
+        return 0
 
 
 def read_token(environ: Mapping[str, str], token_file: str = "") -> str:
@@ -101,10 +110,11 @@ class ConsulClient:
         try:
             with opener.open(request, timeout=timeout) as response:
                 text = response.read().decode()
-                index = int(response.headers.get("X-Consul-Index") or 0)
+                index = consul_index(response.headers.get("X-Consul-Index"))
         except urllib.error.HTTPError as err:
             detail = err.read(300).decode(errors="replace").strip()
-            raise ConsulError(f"{method} {path}: HTTP {err.code} {detail}".rstrip(), err.code) from err
+            index = consul_index(err.headers.get("X-Consul-Index") if err.headers else None)
+            raise ConsulError(f"{method} {path}: HTTP {err.code} {detail}".rstrip(), err.code, index) from err
         except urllib.error.URLError as err:
             raise ConsulError(f"{method} {path}: {err.reason}") from err
         except (OSError, ValueError) as err:

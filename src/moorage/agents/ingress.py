@@ -49,12 +49,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from .acks import AckWriter
 from .apply import Applier, ApplyOptions, Outcome, UnusableMainConfig
-from .consul import ConsulClient, ConsulError, client_from_environment
-from .render import RenderOptions, RoutedService, render
+from .consul import Answer, ConsulClient, ConsulError, client_from_environment
+from .render import Rendering, RenderOptions, RoutedService, render
 from .routes import InvalidRoute, Route, is_route_tag, parse_route_tag
 from .settings import SettingsError, load_settings
-from .watch import Query, Watcher, WatchOptions, wait_for_quiet
+from .watch import Query, Watcher, WatchOptions, backoff_seconds, wait_for_quiet
 
 LOG = logging.getLogger("moorage-ingress")
 CATALOG = Query("/v1/catalog/services")
@@ -78,6 +79,7 @@ class Settings:
     proxy_read_timeout: str = "60s"
     proxy_send_timeout: str = "60s"
     proxy_next_upstream_tries: int = 3
+    ack_node: str = ""  # this lb's Consul node name: acks go to moorage/ingress/NODE/ (empty: no acks)
 
     def render_options(self) -> RenderOptions:
         return RenderOptions(
@@ -159,13 +161,15 @@ class CatalogState:
         self.changed = threading.Event()
         self.routes: dict[str, tuple[Route, ...]] | None = None
         self.instances: dict[str, tuple[str, ...]] = {}
+        self.indexes: dict[str, int] = {}  # the Consul index of each service's health answer
 
-    def snapshot(self) -> list[RoutedService] | None:
-        """All routed services, or None until each has had its first health answer."""
+    def snapshot(self) -> tuple[list[RoutedService], dict[str, int]] | None:
+        """All routed services and their health indexes, or None until each has had its first health answer."""
         with self.lock:
             if self.routes is None or any(name not in self.instances for name in self.routes):
                 return None
-            return [RoutedService(name, routes, self.instances[name]) for name, routes in self.routes.items()]
+            services = [RoutedService(name, routes, self.instances[name]) for name, routes in self.routes.items()]
+            return services, {name: self.indexes.get(name, 0) for name in self.routes}
 
 
 class CatalogWatch:
@@ -180,11 +184,11 @@ class CatalogWatch:
     def start(self) -> None:
         self.watcher.add(CATALOG)
 
-    def deliver(self, query: Query, document: object) -> None:
+    def deliver(self, query: Query, answer: Answer) -> None:
         if query == CATALOG:
-            self.on_catalog(document)
+            self.on_catalog(answer.document)
         elif query in self.service_of:
-            self.on_health(self.service_of[query], document)
+            self.on_health(self.service_of[query], answer.document, answer.index)
 
     def on_catalog(self, document: object) -> None:
         if not isinstance(document, dict):
@@ -200,6 +204,7 @@ class CatalogWatch:
             self.state.routes = routes
             for gone in set(self.state.instances) - set(routes):
                 del self.state.instances[gone]
+                self.state.indexes.pop(gone, None)
         wanted = {health_query(name): name for name in routes}
         for query in set(self.service_of) - set(wanted):
             self.watcher.remove(query)
@@ -208,19 +213,52 @@ class CatalogWatch:
             self.watcher.add(query)
         self.state.changed.set()
 
-    def on_health(self, service: str, document: object) -> None:
+    def on_health(self, service: str, document: object, index: int) -> None:
         instances = passing_instances(document if isinstance(document, list) else [])
         with self.state.lock:
             if self.state.routes is None or service not in self.state.routes or self.state.instances.get(service) == instances:
                 return
             self.state.instances[service] = instances
+            self.state.indexes[service] = index
         self.state.changed.set()
 
 
 # --- run modes ----------------------------------------------------------------------------------
 
 
-def apply_and_log(applier: Applier, services: list[RoutedService], settings: Settings) -> Outcome:
+class Acknowledger:
+    """Writes this lb's acks (``acks.py``) after NGINX took a state; keeps a failed write to try again."""
+
+    def __init__(self, client: ConsulClient, node: str) -> None:
+        self.writer = AckWriter(client, node) if node else None
+        self.pending: tuple[Mapping[str, tuple[str, ...]], Mapping[str, int]] | None = None
+        self.failures = 0
+
+    def publish(self, backends: Mapping[str, tuple[str, ...]], indexes: Mapping[str, int]) -> None:
+        if self.writer is None:
+            return
+        try:
+            changed = self.writer.publish(backends, indexes)
+        except ConsulError as err:
+            self.pending = (backends, indexes)
+            self.failures += 1
+            if self.failures == 1:
+                LOG.warning("could not write the acknowledgments (retrying): %s", err)
+            return
+        if changed:
+            LOG.info("acknowledged %s", ", ".join(f"{name}={len(backends.get(name, ()))}" for name in changed))
+        self.pending, self.failures = None, 0
+
+    def retry(self) -> None:
+        if self.pending is not None:
+            self.publish(*self.pending)
+
+    def retry_seconds(self, cap: float) -> float | None:
+        """How long the loop may wait before ``retry`` (None: nothing to retry)."""
+        return None if self.pending is None else backoff_seconds(self.failures, cap)
+
+
+def apply_and_log(applier: Applier, services: list[RoutedService], settings: Settings) -> tuple[Outcome, Rendering]:
     rendering = render(services, settings.render_options())
     for conflict in rendering.conflicts:
         LOG.warning("%s", conflict)
@@ -228,51 +266,63 @@ def apply_and_log(applier: Applier, services: list[RoutedService], settings: Set
         outcome = applier.apply(rendering.text)
     except (OSError, subprocess.SubprocessError) as err:
         LOG.error("could not apply the new config (the last good one stays): %s", err)
-        return Outcome.FAILED
+        return Outcome.FAILED, rendering
     if outcome is Outcome.APPLIED:
         LOG.info("applied new config and reloaded nginx: %s", describe(services))
-    return outcome
+    return outcome, rendering
 
 
 def run_daemon(settings: Settings, client: ConsulClient) -> None:
     state = CatalogState()
     applier = Applier(settings.apply_options())
+    acknowledger = Acknowledger(client, settings.ack_node)
     CatalogWatch(client, settings, state).start()
     LOG.info("watching %s; writing %s", client.url, settings.output)
     while True:
-        state.changed.wait()
+        if not state.changed.wait(acknowledger.retry_seconds(settings.backoff_max_seconds)):
+            acknowledger.retry()
+            continue
         wait_for_quiet(state.changed, settings.quiet_seconds, settings.max_delay_seconds)
-        services = state.snapshot()
-        if services is not None:
-            apply_and_log(applier, services, settings)
+        snapshot = state.snapshot()
+        if snapshot is not None:
+            services, indexes = snapshot
+            outcome, rendering = apply_and_log(applier, services, settings)
+            if outcome in (Outcome.APPLIED, Outcome.UNCHANGED):
+                acknowledger.publish(rendering.backends, indexes)
 
 
-def fetch_services(client: ConsulClient) -> list[RoutedService]:
-    """The routed services and their passing instances, asked once (no blocking)."""
+def fetch_services(client: ConsulClient) -> tuple[list[RoutedService], dict[str, int]]:
+    """The routed services with their passing instances, and their health indexes, asked once (no blocking)."""
     catalog = client.get(CATALOG.path, timeout=30).document
     if not isinstance(catalog, dict):
         raise ConsulError(f"{CATALOG}: unexpected answer")
     routes, bad_tags = routes_by_service(catalog)
     for bad in bad_tags:
         LOG.warning("ignored invalid route tag (want route=HOST/PATH): %s", bad)
-    services = []
+    services, indexes = [], {}
     for name, service_routes in routes.items():
         query = health_query(name)
-        entries = client.get(query.path, dict(query.params), timeout=30).document
-        services.append(RoutedService(name, service_routes, passing_instances(entries if isinstance(entries, list) else [])))
-    return services
+        answer = client.get(query.path, dict(query.params), timeout=30)
+        entries = answer.document if isinstance(answer.document, list) else []
+        services.append(RoutedService(name, service_routes, passing_instances(entries)))
+        indexes[name] = answer.index
+    return services, indexes
 
 
 def run_once(settings: Settings, client: ConsulClient) -> int:
     try:
-        services = fetch_services(client)
+        services, indexes = fetch_services(client)
     except ConsulError as err:
         LOG.error("consul unreachable (%s); the live config is unchanged", err)
         return 1
-    outcome = apply_and_log(Applier(settings.apply_options()), services, settings)
+    outcome, rendering = apply_and_log(Applier(settings.apply_options()), services, settings)
     if outcome is Outcome.UNCHANGED:
         LOG.info("config unchanged: %s", describe(services))
-    return 0 if outcome in (Outcome.APPLIED, Outcome.UNCHANGED) else 1
+    if outcome not in (Outcome.APPLIED, Outcome.UNCHANGED):
+        return 1
+    acknowledger = Acknowledger(client, settings.ack_node)
+    acknowledger.publish(rendering.backends, indexes)
+    return 0 if acknowledger.pending is None else 1
 
 
 def stop_on_signal(signum: int, _frame: FrameType | None) -> None:

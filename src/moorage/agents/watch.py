@@ -17,7 +17,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .consul import ConsulClient, ConsulError
+from .consul import Answer, ConsulClient, ConsulError
 
 FIRST_BACKOFF_SECONDS = 0.5
 
@@ -39,7 +39,7 @@ class WatchOptions:
     backoff_max_seconds: float = 30.0  # the longest pause between retries while Consul is away
 
 
-Deliver = Callable[[Query, object], None]
+Deliver = Callable[[Query, Answer], None]  # every answer: its document and X-Consul-Index
 
 
 def backoff_seconds(failures: int, cap: float) -> float:
@@ -98,7 +98,7 @@ class View:
             failures, last_error = 0, ""
             index = next_index(index, answer.index)
             if not self.stopped.is_set():
-                self.deliver(self.query, answer.document)
+                self.deliver(self.query, answer)
 
 
 class Watcher:

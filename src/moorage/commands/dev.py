@@ -20,10 +20,10 @@ from collections import deque
 from pathlib import Path
 
 import click
-import yaml
 
 from moorage.commands.options import output_option
-from moorage.errors import BadInput, MoorageError
+from moorage.deploy.secret_values import read_secret_values
+from moorage.errors import MoorageError
 from moorage.output import OutputFormat, console, emit_event, emit_result, err_console, is_structured
 from moorage.spec.loader import image_archive_path, load_spec
 from moorage.spec.model import ServiceSpec
@@ -81,40 +81,6 @@ def check_engine() -> None:
                 engine.connect(host.removeprefix("unix://"))
         except OSError as error:
             raise MoorageError(f"no Docker engine answers at {host}: {error.strerror}") from None
-
-
-def read_secret_values(service: ServiceSpec, secrets_file: Path | None, password_file: Path | None) -> dict[str, str]:
-    """The spec's secrets from a YAML file of NAME: value, plain or Ansible Vault (as ``moorage deploy`` takes)."""
-    names = service.spec.secrets
-    if not names:
-        return {}
-    if secrets_file is None:
-        raise BadInput(f"spec.secrets: {', '.join(names)} need values: pass --secrets FILE (YAML NAME: value, may be an Ansible Vault)")
-    try:
-        content = secrets_file.read_bytes()
-    except OSError as error:
-        raise BadInput(f"--secrets {secrets_file}: {error.strerror}") from None
-    from ansible.parsing.vault import VaultLib, VaultSecret, is_encrypted  # only for these files: ansible is slow to import
-
-    if is_encrypted(content):
-        if password_file is None:
-            raise BadInput(f"--secrets {secrets_file} is an Ansible Vault: pass --vault-password-file")
-        try:
-            content = VaultLib([("default", VaultSecret(password_file.read_bytes().strip()))]).decrypt(content)
-        except OSError as error:
-            raise BadInput(f"--vault-password-file {password_file}: {error.strerror}") from None
-        except Exception as error:  # ansible's AnsibleError: a wrong password, a damaged file
-            raise BadInput(f"--secrets {secrets_file}: cannot decrypt: {error}") from None
-    try:
-        values = yaml.safe_load(content)
-    except yaml.YAMLError:
-        raise BadInput(f"--secrets {secrets_file}: not YAML") from None
-    if not isinstance(values, dict):
-        raise BadInput(f"--secrets {secrets_file}: expected a mapping NAME: value")
-    missing = [name for name in names if name not in values or values[name] is None or isinstance(values[name], (dict, list))]
-    if missing:
-        raise BadInput(f"--secrets {secrets_file}: no value for {', '.join(missing)}")
-    return {name: str(values[name]) for name in names}
 
 
 def _run_compose(tool: list[str], arguments: list[str], what: str) -> None:
@@ -195,7 +161,7 @@ def up(
 ) -> None:
     """Build (runtime systemd) and start service FILE with Docker Compose; wait until its health check passes."""
     service = load_spec(file).model
-    secret_values = read_secret_values(service, secrets_file, vault_password_file)
+    secret_values = read_secret_values(service.spec.secrets, secrets_file, vault_password_file)
     tool = compose_tool()
     check_engine()
 

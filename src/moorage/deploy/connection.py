@@ -2,16 +2,14 @@
 
 Consul: ``CONSUL_HTTP_ADDR``/``CONSUL_HTTP_TOKEN`` when set, else the first host of the
 inventory's ``consul_servers`` group on port 8500 with the management token from the
-platform's vault (``moorage.vault``). Ansible gets the vault files' paths and decrypts them
-itself (``ANSIBLE_VAULT_IDENTITY_LIST``), so no secret is ever an extra variable, a command
-line argument or an ansible-runner artifact.
+platform's vault (``moorage.vault``). The management token also goes, in memory only, to the
+hosts' deploy agent (over SSH, on its stdin), which creates the service's own token from it; no
+secret is ever a command line argument or a file on the controller.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +33,7 @@ class SecretsFile:
 @dataclass(frozen=True)
 class PlatformAccess:
     client: consul.Consul
-    consul_vault_file: Path | None  # the platform's vault (consul_bootstrap_token), for the playbook
-    vault_password_file: Path | None
+    management_token: str
 
 
 def platform_access(inventory: Inventory) -> PlatformAccess:
@@ -58,24 +55,4 @@ def platform_access(inventory: Inventory) -> PlatformAccess:
     else:
         servers = inventory.hosts("consul_servers")
         client = consul.Consul(host=servers[0].address, port=CONSUL_HTTP_PORT, token=token)
-    return PlatformAccess(
-        client=client,
-        consul_vault_file=vault_file if has_vault else None,
-        vault_password_file=password_file if has_vault else None,
-    )
-
-
-@contextmanager
-def vault_identities(password_files: dict[str, Path]) -> Iterator[None]:
-    """Ansible (run by ansible-runner, which inherits this environment) may open these vaults."""
-    listing = ",".join(f"{label}@{path}" for label, path in password_files.items())
-    previous = os.environ.get("ANSIBLE_VAULT_IDENTITY_LIST")
-    if listing:
-        os.environ["ANSIBLE_VAULT_IDENTITY_LIST"] = listing
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("ANSIBLE_VAULT_IDENTITY_LIST", None)
-        else:
-            os.environ["ANSIBLE_VAULT_IDENTITY_LIST"] = previous
+    return PlatformAccess(client=client, management_token=token)

@@ -1,32 +1,21 @@
 """The journal of a service's instances, read over SSH from every host that runs one, in parallel.
 
-SSH goes the way Ansible would (user, port, key and common arguments from the inventory), for
-work that streams from hosts, such as ``moorage logs -f``, where a playbook run does not fit.
+SSH goes the way Ansible would (``moorage.deploy.remote``: user, port, key and common arguments
+from the inventory), for work that streams from hosts, such as ``moorage logs -f``, where a
+playbook run does not fit.
 """
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
 
+from moorage.deploy.remote import as_root, ssh_argv
 from moorage.errors import BadInput, MoorageError
-from moorage.inventory import Inventory, SshTarget
+from moorage.inventory import Inventory
 
 LineHandler = Callable[[str, str], None]  # (host, line)
-
-
-def ssh_argv(target: SshTarget, command: Sequence[str]) -> list[str]:
-    """``ssh ... HOST -- COMMAND`` with the command quoted for the remote shell."""
-    argv = ["ssh", "-o", "BatchMode=yes"]
-    if target.private_key:
-        argv += ["-i", target.private_key]
-    if target.port is not None:
-        argv += ["-p", str(target.port)]
-    argv += target.common_args
-    destination = f"{target.user}@{target.address}" if target.user else target.address
-    return [*argv, destination, "--", shlex.join(command)]
 
 
 def journal_command(service: str, *, follow: bool, since: str | None) -> list[str]:
@@ -45,7 +34,7 @@ def stream_journals(
     if not hosts:
         raise BadInput(f"{service}: no instances registered in Consul")
     command = journal_command(service, follow=follow, since=since)
-    argvs = {host: ssh_argv(inventory.ssh_target(host), command) for host in sorted(set(hosts))}
+    argvs = {host: ssh_argv(inventory.ssh_target(host), as_root(command)) for host in sorted(set(hosts))}
     failures: list[str] = []
 
     def read(host: str) -> None:

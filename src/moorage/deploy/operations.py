@@ -3,12 +3,13 @@
 A command opens a :class:`Session` once (the inventory parsed, Consul reached, the reporter
 chosen) and hands it to one of these functions; each takes the service's lock before it writes.
 The data flows one way: spec file -> plan (moorage.plan) -> release (moorage.release, kept in
-Consul) -> the classic target's playbook runs (moorage.deploy.rollout).
+Consul) -> the hosts (moorage.deploy.rollout: the deploy agent prepares every host, then switches
+the instances batch by batch). A release is recorded once every host took it (preparing is also
+the preflight), so bad input leaves no record behind. No playbook runs.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -16,12 +17,13 @@ from typing import Any
 
 from moorage.deploy import status as service_status
 from moorage.deploy.changes import Changes, changes, removed_instances, rollback_removals
-from moorage.deploy.connection import PlatformAccess, SecretsFile, platform_access, vault_identities
+from moorage.deploy.connection import PlatformAccess, SecretsFile, platform_access
 from moorage.deploy.identity import content_version, spec_hash
 from moorage.deploy.lock import DeployLock
 from moorage.deploy.logs import LineHandler, stream_journals
 from moorage.deploy.releases import ReleaseStore, draft
-from moorage.deploy.rollout import PlaybookContext, RolloutReport, preflight, recheck, remove_instances, roll
+from moorage.deploy.remote import Connections
+from moorage.deploy.rollout import DeployContext, Prepared, RolloutReport, check_hosts, prepare, remove_instances, roll
 from moorage.errors import BadInput, MoorageError
 from moorage.inventory import Inventory, load_inventory
 from moorage.plan import Plan, plan_service
@@ -36,7 +38,7 @@ class Outcome:
     release: Release | None
     report: RolloutReport | None
     message: str
-    ansible_changed: int | None = None  # tasks Ansible changed, when a no-change deploy checked the hosts
+    ansible_changed: int | None = None  # a no-change deploy: what it had to put right on the hosts (0: nothing)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,18 +65,8 @@ class Session:
 
     inventory: Inventory
     access: PlatformAccess
-    context: PlaybookContext
+    context: DeployContext
     lock_wait: timedelta
-    secrets: SecretsFile | None = None
-
-    def identities(self) -> AbstractContextManager[None]:
-        """Ansible may open the platform's vault and the service's secrets while this is open."""
-        files = {}
-        if self.access.vault_password_file is not None:
-            files["platform"] = self.access.vault_password_file
-        if self.secrets is not None:
-            files["secrets"] = self.secrets.password_file.resolve()
-        return vault_identities(files)
 
     def store(self, service: str) -> ReleaseStore:
         return ReleaseStore(self.access.client, service)
@@ -82,19 +74,24 @@ class Session:
     def lock(self, service: str, version: str, action: str) -> DeployLock:
         return DeployLock(self.access.client, service, version, action, self.lock_wait)
 
+    def hosts(self) -> Connections:
+        """The warm SSH connections of this command (``with session.hosts():`` closes them at the end)."""
+        return self.context.connections
+
 
 def open_session(
     inventory_path: Path, *, reporter: Reporter | None = None, secrets: SecretsFile | None = None, lock_wait: timedelta = timedelta(0)
 ) -> Session:
     inventory = load_inventory(inventory_path)
     access = platform_access(inventory)
-    context = PlaybookContext(
+    context = DeployContext(
         inventory=inventory,
-        consul_vault_file=access.consul_vault_file,
-        secrets_file=None if secrets is None else secrets.vault,
         reporter=reporter or QuietReporter(),
+        connections=Connections(inventory),
+        management_token=access.management_token,
+        secrets=secrets,
     )
-    return Session(inventory, access, context, lock_wait, secrets)
+    return Session(inventory, access, context, lock_wait)
 
 
 @dataclass(frozen=True)
@@ -145,30 +142,61 @@ def deploy(session: Session, spec_file: Path, version: str | None, canary: int |
     spec = load_spec(spec_file)
     proposed = candidate(spec, session.inventory, version, spec.model.spec.update.canary if canary is None else canary)
     store = session.store(spec.name)
-    with session.lock(spec.name, proposed.version, "deploy"):
+    with session.lock(spec.name, proposed.version, "deploy"), session.hosts():
         current = store.current()
         if current is not None and not changes(current, proposed.plan, proposed.version, proposed.spec_hash).pending:
-            with session.identities():
-                changed_tasks = recheck(session.context, current)
-            return Outcome(
+            return _unchanged(session, current)
+        _refuse_during_canary(store)
+        draft = replace(proposed.release(), number=store.next_number())
+        prepared = prepare(session.context, draft)
+        release = store.create(_with_files(draft, prepared), "deploying")
+        if proposed.plan.canaries:
+            report = roll(session.context, release, current, proposed.plan.canaries, [])
+        else:
+            report = roll(session.context, release, current, proposed.plan.instances, removed_instances(current, proposed.plan))
+        return _finish(store, release, report, "canary" if proposed.plan.canaries else "deployed")
+
+
+def _with_files(release: Release, prepared: Prepared) -> Release:
+    """The release as recorded: with the digest of its files' archive when it ships files of its own."""
+    if release.files_release is None and prepared.archive is not None:
+        return replace(release, files_digest=prepared.archive.digest)
+    return release
+
+
+def _unchanged(session: Session, current: Release) -> Outcome:
+    """A deploy of what runs: nothing to do when Consul and the hosts agree that it runs as it should;
+    otherwise the release is put on the hosts again and the instances that are not right switched to it."""
+    name = current.service.name
+    problems = check_hosts(session.context, session.access.client, current)
+    if not problems:
+        return Outcome(
+            changed=False,
+            release=current,
+            report=None,
+            ansible_changed=0,
+            message=f"{name}: release {current.number} (version {current.version}) already deployed; no change (hosts checked)",
+        )
+    session.context.reporter.note("; ".join(f"{instance}: {problem}" for instance, problem in sorted(problems.items())))
+    prepared = prepare(session.context, current)
+    broken = [instance for instance in current.plan.all_instances if instance.id in problems]
+    report = roll(session.context, current, None, broken, [], revert_on_failure=False)
+    if report.failure is not None:
+        raise RolloutFailed(
+            Outcome(
                 changed=False,
                 release=current,
-                report=None,
-                ansible_changed=changed_tasks,
-                message=(
-                    f"{spec.name}: release {current.number} (version {proposed.version}) already deployed; "
-                    f"no change (hosts checked, Ansible changed {changed_tasks})"
-                ),
+                report=report,
+                message=f"{name}: putting release {current.number} back failed: {report.failure}",
             )
-        _refuse_during_canary(store)
-        with session.identities():
-            preflight(session.context, proposed.release())
-            release = store.create(proposed.release(), "deploying")
-            if proposed.plan.canaries:
-                report = roll(session.context, release, current, proposed.plan.canaries, [])
-            else:
-                report = roll(session.context, release, current, proposed.plan.instances, removed_instances(current, proposed.plan))
-        return _finish(store, release, report, "canary" if proposed.plan.canaries else "deployed")
+        )
+    return Outcome(
+        changed=False,
+        release=current,
+        report=report,
+        ansible_changed=prepared.changed + len(report.switched),
+        message=f"{name}: release {current.number} (version {current.version}) already deployed; put back {', '.join(report.switched)}",
+    )
 
 
 def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
@@ -191,12 +219,12 @@ def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
         target = older[-1]
     else:
         target = store.get(to)
-    with session.lock(service_name, target.version, f"rollback to {target.number}"):
+    with session.lock(service_name, target.version, f"rollback to {target.number}"), session.hosts():
         plan = target.plan.without_canaries()
-        again = replace(target, plan=plan, files_release=target.files_number)
-        with session.identities():
-            release = store.create(again, "deploying", note=f"rollback to {target.number}")
-            report = roll(session.context, release, current, plan.instances, rollback_removals(current, plan, canary))
+        again = replace(target, number=store.next_number(), plan=plan, files_release=target.files_number)
+        prepare(session.context, again)
+        release = store.create(again, "deploying", note=f"rollback to {target.number}")
+        report = roll(session.context, release, current, plan.instances, rollback_removals(current, plan, canary))
         if canary is not None and report.failure is None:
             store.mark(canary, "reverted", note=f"canaries dropped by rollback to {target.number}", plan=canary.plan.without_canaries())
         return _finish(store, release, report, "deployed")
@@ -215,11 +243,11 @@ def scale(session: Session, service_name: str, replicas: int) -> Outcome:
     _refuse_during_canary(store)
     if not added and len(plan.instances) == len(before):
         return Outcome(changed=False, release=current, report=None, message=f"{service_name}: already {replicas} instances; no change")
-    with session.lock(service_name, current.version, f"scale to {replicas}"):
-        scaled = replace(current, spec=spec, plan=plan, files_release=current.files_number)
-        with session.identities():
-            release = store.create(scaled, "deploying", note=f"scale to {replicas}")
-            report = roll(session.context, release, current, added, removed_instances(current, plan))
+    with session.lock(service_name, current.version, f"scale to {replicas}"), session.hosts():
+        scaled = replace(current, number=store.next_number(), spec=spec, plan=plan, files_release=current.files_number)
+        prepare(session.context, scaled)
+        release = store.create(scaled, "deploying", note=f"scale to {replicas}")
+        report = roll(session.context, release, current, added, removed_instances(current, plan))
         return _finish(store, release, report, "deployed")
 
 
@@ -230,10 +258,10 @@ def promote(session: Session, service_name: str) -> Outcome:
     if latest is None or latest.status != "canary":
         raise BadInput(f"{service_name}: no canary release to promote")
     previous = store.current()
-    with session.lock(service_name, latest.version, "promote"):
-        with session.identities():
-            removed = [*latest.plan.canaries, *removed_instances(previous, latest.plan)]
-            report = roll(session.context, latest, previous, latest.plan.instances, removed)
+    with session.lock(service_name, latest.version, "promote"), session.hosts():
+        prepare(session.context, latest)
+        removed = [*latest.plan.canaries, *removed_instances(previous, latest.plan)]
+        report = roll(session.context, latest, previous, latest.plan.instances, removed)
         if report.failure is None:
             latest = store.mark(latest, "canary", plan=latest.plan.without_canaries())
         return _finish(store, latest, report, "deployed")
@@ -258,9 +286,8 @@ def logs(session: Session, service: str, on_line: LineHandler, *, follow: bool, 
 
 def _drop_canaries(session: Session, store: ReleaseStore, canary: Release) -> Outcome:
     """``rollback`` of a canary release: its extra instances drain and go; the others never changed."""
-    with session.lock(store.service, canary.version, "drop canaries"):
-        with session.identities():
-            report = remove_instances(session.context, canary, canary.plan.canaries)
+    with session.lock(store.service, canary.version, "drop canaries"), session.hosts():
+        report = remove_instances(session.context, canary, canary.plan.canaries)
         if report.failure is not None:
             raise RolloutFailed(
                 Outcome(

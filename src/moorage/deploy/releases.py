@@ -63,10 +63,15 @@ class ReleaseStore:
         kept = self.all()
         return kept[-1] if kept else None
 
-    def create(self, candidate: Release, status: ReleaseStatus, note: str = "") -> Release:
-        """Record ``candidate`` under the next number, as of now, by whoever runs this."""
+    def next_number(self) -> int:
+        """The number the next release gets (the hosts are prepared with it before it is recorded)."""
         existing = self.all()
-        number = existing[-1].number + 1 if existing else 1
+        return existing[-1].number + 1 if existing else 1
+
+    def create(self, candidate: Release, status: ReleaseStatus, note: str = "") -> Release:
+        """Record ``candidate`` under its number (the next one when it has none yet), as of now, by whoever runs this."""
+        existing = self.all()
+        number = candidate.number or (existing[-1].number + 1 if existing else 1)
         release = replace(
             candidate,
             number=number,

@@ -1,35 +1,54 @@
-"""The rolling update: Python drives the batches, Ansible does each batch's work on the hosts.
+"""The rolling update: the deploy agent on the hosts does the work, Python drives it, over warm SSH.
 
-Why Python drives (docs/deploy.md): ``update.maxParallel`` counts instances, not hosts, and
-several instances may share a host, which Ansible's ``serial`` cannot express. Each phase is
-one run of ``playbooks/deploy.yml`` limited to the hosts it touches:
+Everything runs through the deploy agent (``moorage.agents``, the same code the Ansible modules
+``moorage.platform.release`` and ``moorage.platform.instance`` run for ``playbooks/deploy.yml``),
+one SSH command per host at a time over one master connection per host (``moorage.deploy.remote``):
 
-1. preflight (all hosts, reads only): a failure is bad input (exit 2), nothing changed;
-2. prepare (all hosts): ship the release's files next to the running ones;
-3. one switch run per batch: maintenance on -> wait until no lb routes to it -> graceful stop
-   -> start the release -> its own check passes for minHealthy within healthyDeadline ->
-   maintenance off. A failed batch stops the rollout; with autoRevert every instance touched
-   (the failed batch included) is switched back to the previous release the same way;
-4. remove (instances no longer in the plan, e.g. after scaling down).
+1. prepare, on every host of the placement group: each is checked first (ports, secrets, routes,
+   runtime; a failure or an unreachable host is bad input, exit 2, and nothing was written on any
+   host), then each gets the release next to what runs: its files (an archive built once per
+   content, uploaded only where missing), each instance's definition, the service's token. Nothing
+   that runs changes. Secret values go to the hosts on the agent's stdin, nowhere else.
+2. batches of ``update.maxParallel`` instances (Python drives them: ``maxParallel`` counts
+   instances, several may share a host, which Ansible's ``serial`` cannot express). Per batch, one
+   SSH command per host runs the deploy agent on that host's instances of the batch, in parallel
+   (``moorage.agents.instance``: drain, graceful stop, start, health gate, register, back in
+   rotation). A failed batch stops the rollout; with ``autoRevert`` every instance touched so far
+   goes back to the previous release the same way (its files and definitions are still on the host;
+   the failed instance's own host has already put it back), and instances the previous release did
+   not have are removed.
+3. instances no longer in the plan (scaled down, dropped canaries) are drained and removed.
+
+A no-change deploy runs no playbook: Consul's registrations and one parallel look at each host
+(``check_hosts``) say whether the current release runs as it should.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import cached_property
 from typing import Any
 
+import consul
+
+from moorage.deploy import status as service_status
+from moorage.deploy.agent import HostAgents, HostRun, remove_args, status_args, switch_args
+from moorage.deploy.archives import Shipped, agent_zipapp, cached_archive, release_archive
+from moorage.deploy.connection import SecretsFile
+from moorage.deploy.remote import Connections
+from moorage.deploy.secret_values import read_secret_values
 from moorage.errors import BadInput, MoorageError
 from moorage.inventory import Inventory
 from moorage.plan import Instance
 from moorage.release import Release
 from moorage.reporting import Reporter
-from moorage.runner import PlaybookResult, run_playbook
 from moorage.spec.units import format_duration
-from moorage.targets.classic import Phase, playbook_extravars
+from moorage.targets.classic import release_parameters
 
-PLAYBOOK = "deploy.yml"
+LB_GROUP = "lb"
 
 
 @dataclass
@@ -47,69 +66,139 @@ class RolloutReport:
 
 
 @dataclass(frozen=True)
-class PlaybookContext:
-    """What every run of the deploy playbook needs besides the release."""
+class DeployContext:
+    """What every step of a deploy needs besides the release: the hosts, how to reach them, the secrets."""
 
     inventory: Inventory
-    consul_vault_file: Path | None
-    secrets_file: Path | None
     reporter: Reporter
+    connections: Connections
+    management_token: str
+    secrets: SecretsFile | None = None
+
+    @property
+    def lbs(self) -> list[str]:
+        """The lb hosts (their Consul node names are their inventory names)."""
+        return [host.name for host in self.inventory.groups.get(LB_GROUP, ())]
+
+    @cached_property
+    def agents(self) -> HostAgents:
+        """The deploy agent of this moorage on the hosts."""
+        return HostAgents(self.connections, agent_zipapp())
+
+    def secret_values(self, release: Release) -> dict[str, str]:
+        names = release.service.spec.secrets
+        if self.secrets is None:
+            return read_secret_values(names, None, None)
+        return read_secret_values(names, self.secrets.vault, self.secrets.password_file)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A release put on the hosts, and the archive its files came in."""
+
+    archive: Shipped | None
+    changed: int  # hosts where something was written
 
 
 def batches(instances: Sequence[Instance], size: int) -> list[list[Instance]]:
     return [list(instances[start : start + size]) for start in range(0, len(instances), size)]
 
 
-def run_phase(
-    context: PlaybookContext, release: Release, phase: Phase, batch: Sequence[Instance] = (), instances: Sequence[Instance] | None = None
-) -> PlaybookResult:
-    extravars = playbook_extravars(
-        release, phase, batch, instances, consul_vault_file=context.consul_vault_file, secrets_file=context.secrets_file
-    )
-    limit = ",".join(sorted({instance.host for instance in batch})) if batch else None
-    return run_playbook(PLAYBOOK, context.inventory.path, extravars, limit=limit, on_event=context.reporter.ansible_event)
+def failures(runs: dict[str, HostRun]) -> str | None:
+    """What failed on which host (None: nothing)."""
+    text = [f"{host}: {run.failure_text()}" for host, run in sorted(runs.items()) if not run.ok]
+    return "; ".join(text) or None
 
 
-def failure_text(result: PlaybookResult) -> str:
-    if result.failures:
-        # A host's last failure says it all: a failed health gate is rescued by a task that
-        # fails again with the gate's output and the app's last log lines.
-        last_per_host = {failure.host: failure.message for failure in result.failures}
-        return "; ".join(f"{host}: {message}" for host, message in last_per_host.items())
-    return " ".join(result.output_tail[-3:]) or f"ansible-playbook exited {result.rc}"
+def files_archive(release: Release) -> Shipped | None:
+    """The archive of ``release``'s files: built from the spec's artifact (or image archive) for its
+    own files, else the one it was shipped in when this controller still has it (None: the hosts
+    must have the files already)."""
+    source = release.spec.image_archive if release.service.spec.runtime == "docker" else release.spec.artifact
+    if release.files_digest is not None:
+        cached = cached_archive(release.files_digest)
+        if cached is not None or release.files_release is not None:
+            return cached
+    if source is None or release.files_release is not None:
+        return None
+    if not source.exists():
+        raise BadInput(f"{source}: the artifact of release {release.number} is gone (deploy the service again)")
+    built = release_archive(source)
+    if release.files_digest is not None and built.digest != release.files_digest:
+        raise BadInput(f"{source}: changed since release {release.number} was made; deploy the service again to ship it")
+    return built
 
 
-def preflight(context: PlaybookContext, release: Release) -> None:
-    context.reporter.stage(f"preflight on group {release.plan.group}")
-    result = run_phase(context, release, "preflight")
-    if not result.succeeded:
-        first = result.failures[0] if result.failures else None
-        if first is not None and first.unreachable:
-            raise BadInput(f"host {first.host} is unreachable: {first.message}")
-        raise BadInput(first.message if first is not None else failure_text(result))
+def prepare(context: DeployContext, release: Release) -> Prepared:
+    """Put ``release`` on every host of its group: all checked first, then written.
+
+    BadInput when a host cannot take it or cannot be reached (nothing was written on any host);
+    MoorageError when writing failed.
+    """
+    context.reporter.stage(f"release {release.number} (version {release.version}): checking the hosts, shipping files")
+    archive = files_archive(release)
+    secrets = context.secret_values(release)
+    hosts = [host.name for host in context.inventory.hosts(release.plan.group)]
+    placed = {instance.host for instance in release.plan.all_instances}
+    documents = {
+        host: json.dumps(
+            release_parameters(
+                release,
+                host,
+                archive=None if archive is None else archive.variables(),
+                secrets=secrets,
+                management_token=context.management_token,
+                lbs=context.lbs,
+            )
+        ).encode()
+        for host in hosts
+    }
+    checked = context.agents.run({host: ["release", "check"] for host in hosts}, stdin=documents)
+    for host in hosts:
+        run = checked[host]
+        if run.unreachable:
+            raise BadInput(f"host {host} is unreachable: {run.failure_text().removeprefix(f'host {host} is unreachable: ')}")
+        if not run.ok:
+            raise BadInput(run.failure_text())
+    if archive is not None:
+        missing = [host for host in sorted(placed) if not checked[host].document.get("archive_present")]
+        _upload(context, archive, {host: str(checked[host].document["archive_dest"]) for host in missing})
+    shipped = context.agents.run({host: ["release", "ship"] for host in sorted(placed)}, stdin=documents)
+    failed = failures(shipped)
+    if failed is not None:
+        raise MoorageError(f"putting release {release.number} on the hosts failed: {failed}")
+    return Prepared(archive, sum(1 for run in shipped.values() if run.document.get("changed")))
 
 
-def recheck(context: PlaybookContext, current: Release) -> int:
-    """A deploy that changes nothing still checks that the hosts hold the current release's files
-    (the prepare phase, idempotent); returns how many tasks Ansible changed (0 on intact hosts)."""
-    context.reporter.stage(f"release {current.number} (version {current.version}) already deployed: checking its files on the hosts")
-    result = run_phase(context, current, "prepare")
-    if not result.succeeded:
-        raise MoorageError(f"checking release {current.number} on the hosts failed: {failure_text(result)}")
-    return result.changed
+def _upload(context: DeployContext, archive: Shipped, destinations: dict[str, str]) -> None:
+    problems: list[str] = []
+
+    def one(host: str, destination: str) -> None:
+        done = context.connections.upload(host, archive.path, destination)
+        if done.returncode != 0:
+            problems.append(f"{host}: uploading {archive.path.name} failed: {done.reason()}")
+
+    threads = [threading.Thread(target=one, args=item) for item in destinations.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if problems:
+        raise MoorageError("; ".join(sorted(problems)))
 
 
 def roll(
-    context: PlaybookContext, new: Release, previous: Release | None, targets: Sequence[Instance], removed: Sequence[Instance]
+    context: DeployContext,
+    new: Release,
+    previous: Release | None,
+    targets: Sequence[Instance],
+    removed: Sequence[Instance],
+    *,
+    revert_on_failure: bool = True,
 ) -> RolloutReport:
-    """Prepare, switch ``targets`` batch by batch, then remove ``removed``; revert on failure."""
+    """Switch ``targets`` batch by batch, then remove ``removed``; revert on failure (``update.autoRevert``)."""
     update = new.service.spec.update
     report = RolloutReport(service=new.service.name, release=new.number, version=new.version)
-    context.reporter.stage(f"release {new.number} (version {new.version}): shipping files")
-    prepared = run_phase(context, new, "prepare")
-    if not prepared.succeeded:
-        report.failure = f"prepare failed: {failure_text(prepared)}"
-        return report
     all_batches = batches(targets, update.max_parallel)
     touched: list[Instance] = []
     for number, batch in enumerate(all_batches, start=1):
@@ -118,10 +207,10 @@ def roll(
             f"batch {number}/{len(all_batches)}: {names} -> release {new.number} (healthy for {format_duration(update.min_healthy)})"
         )
         touched.extend(batch)
-        result = run_phase(context, new, "switch", batch)
-        if not result.succeeded:
-            report.failure = f"batch {number}/{len(all_batches)} failed: {failure_text(result)}"
-            if update.auto_revert:
+        failure = switch(context, new, batch, revert=update.auto_revert)
+        if failure is not None:
+            report.failure = f"batch {number}/{len(all_batches)} failed: {failure}"
+            if update.auto_revert and revert_on_failure:
                 revert(context, new, previous, touched, report)
             return report
         report.switched.extend(instance.id for instance in batch)
@@ -131,30 +220,77 @@ def roll(
     return report
 
 
-def remove_instances(context: PlaybookContext, release: Release, removed: Sequence[Instance]) -> RolloutReport:
+def _by_host(instances: Sequence[Instance]) -> dict[str, list[str]]:
+    hosts: dict[str, list[str]] = {}
+    for instance in instances:
+        hosts.setdefault(instance.host, []).append(instance.id)
+    return hosts
+
+
+def switch(context: DeployContext, release: Release, batch: Sequence[Instance], *, revert: bool) -> str | None:
+    """``batch`` to ``release``: one agent run per host, the hosts at once. None, or what failed."""
+    name = release.service.name
+    calls = {
+        host: switch_args(host, name, release.number, ids, max_parallel=len(ids), revert=revert) for host, ids in _by_host(batch).items()
+    }
+    return failures(context.agents.run(calls, context.reporter))
+
+
+def remove_instances(context: DeployContext, release: Release, removed: Sequence[Instance]) -> RolloutReport:
     """Drain, deregister and stop ``removed`` (e.g. after scaling down, or dropped canaries)."""
     report = RolloutReport(service=release.service.name, release=release.number, version=release.version)
     context.reporter.stage(f"removing {', '.join(instance.id for instance in removed)}")
-    result = run_phase(context, release, "remove", removed, instances=removed)
-    if result.succeeded:
-        report.removed.extend(instance.id for instance in removed)
-    else:
-        report.failure = f"removing instances failed: {failure_text(result)}"
+    calls = {host: remove_args(host, release.service.name, ids, context.lbs) for host, ids in _by_host(removed).items()}
+    runs = context.agents.run(calls, context.reporter)
+    done = {result.instance for run in runs.values() for result in run.instances if result.ok}
+    report.removed.extend(instance.id for instance in removed if instance.id in done)
+    failed = failures(runs)
+    if failed is not None:
+        report.failure = f"removing instances failed: {failed}"
     return report
 
 
-def revert(context: PlaybookContext, new: Release, previous: Release | None, touched: Sequence[Instance], report: RolloutReport) -> None:
+def revert(context: DeployContext, new: Release, previous: Release | None, touched: Sequence[Instance], report: RolloutReport) -> None:
     """Every touched instance back to ``previous``; instances ``previous`` did not have are removed."""
-    before = {instance.id for instance in previous.plan.instances} if previous else set()
+    before = {instance.id for instance in previous.plan.all_instances} if previous else set()
     back = [instance for instance in touched if instance.id in before]
     extra = [instance for instance in touched if instance.id not in before]
     if previous is not None and back:
         context.reporter.stage(f"auto-revert: {', '.join(instance.id for instance in back)} -> release {previous.number}")
         for batch in batches(back, previous.service.spec.update.max_parallel):
-            result = run_phase(context, previous, "switch", batch)
-            if not result.succeeded:
-                raise MoorageError(f"{report.failure}; and the revert to release {previous.number} failed too: {failure_text(result)}")
+            failure = switch(context, previous, batch, revert=False)
+            if failure is not None:
+                raise MoorageError(f"{report.failure}; and the revert to release {previous.number} failed too: {failure}")
             report.reverted.extend(instance.id for instance in batch)
     if extra:
-        result = run_phase(context, new, "remove", extra, instances=extra)
-        report.reverted.extend(instance.id for instance in extra if result.succeeded)
+        removal = remove_instances(context, new, extra)
+        report.reverted.extend(removal.removed)
+
+
+def check_hosts(context: DeployContext, client: consul.Consul, release: Release) -> dict[str, str]:
+    """Whether ``release`` runs as it should, without changing anything: instance -> what is wrong.
+
+    Consul: each planned instance registered, passing, with the release's version, on its host (no
+    other instance registered). Each host, over SSH in parallel, through the deploy agent: the
+    instance runs, got healthy, has its files.
+    """
+    planned = {instance.id: instance for instance in release.plan.all_instances}
+    problems: dict[str, str] = {}
+    rows = {row.instance: row for row in service_status.instances(client, release.service.name)}
+    for instance in planned.values():
+        row = rows.get(instance.id)
+        if row is None:
+            problems[instance.id] = "not registered in Consul"
+        elif row.health != "passing" or row.version != release.version or row.host != instance.host:
+            problems[instance.id] = f"in Consul: {row.health}, version {row.version}, on {row.host}"
+    problems |= {name: "registered in Consul but not planned" for name in rows if name not in planned}
+    hosts = sorted({instance.host for instance in planned.values()})
+    runs = context.agents.run({host: status_args(host, release.service.name) for host in hosts})
+    for instance in planned.values():
+        run = runs[instance.host]
+        state = (run.document.get("instances") or {}).get(instance.id) if run.ok else None
+        if not run.ok:
+            problems.setdefault(instance.id, run.failure_text())
+        elif state is None or not (state.get("running") and state.get("healthy") and state.get("files")):
+            problems.setdefault(instance.id, f"on {instance.host}: {state or 'never started'}")
+    return problems

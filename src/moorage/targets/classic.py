@@ -1,19 +1,19 @@
-"""The classic target: what the deploy playbook gets, derived from a plan and a release.
+"""The classic target: what the hosts get, derived from a plan and a release.
 
 This is the edge where moorage's typed values become Ansible variables, in one place:
 :func:`deploy_variables` (``moorage_service`` and ``moorage_instances``, what ``moorage render
---target classic`` prints) and :func:`playbook_extravars` (those plus the run's phase, batch,
-release and vault files, what ``playbooks/deploy.yml`` gets on every run). The names and shapes
-are the playbook's contract, documented in docs/concepts.md. Durations come both as Consul/Go
-strings (``"2s"``) and as seconds; resources as systemd values.
+--target classic`` prints and ``playbooks/deploy.yml`` takes) and :func:`release_parameters`
+(those for one host plus the release, what the ``moorage.platform.release`` module and the deploy
+agent take). The names and shapes are the playbook's contract, documented in docs/concepts.md.
+Durations come both as Consul/Go strings (``"2s"``) and as seconds; resources as systemd values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from moorage.inventory import Inventory
 from moorage.plan import Instance, Plan, plan_service
@@ -23,7 +23,6 @@ from moorage.spec.model import Health, Resources, Stop, Update
 from moorage.spec.units import cpu_millicores, format_duration, memory_bytes
 
 Variables = dict[str, Any]
-Phase = Literal["preflight", "prepare", "switch", "remove"]
 
 
 def render(spec: SpecFile, inventory: Inventory) -> tuple[Plan, Variables]:
@@ -32,33 +31,32 @@ def render(spec: SpecFile, inventory: Inventory) -> tuple[Plan, Variables]:
     return plan, deploy_variables(spec, plan.instances)
 
 
-def playbook_extravars(
+def release_parameters(
     release: Release,
-    phase: Phase,
-    batch: Sequence[Instance] = (),
-    instances: Sequence[Instance] | None = None,
+    host: str,
     *,
-    consul_vault_file: Path | None = None,
-    secrets_file: Path | None = None,
+    archive: Mapping[str, str] | None,
+    secrets: Mapping[str, str],
+    management_token: str,
+    lbs: Sequence[str],
 ) -> Variables:
-    """One run of ``playbooks/deploy.yml``: ``release`` in ``phase`` for ``batch``.
+    """What the deploy agent on ``host`` gets to put ``release`` there (``moorage.platform.release``'s parameters).
 
-    ``instances`` are the instances the run may touch (default: the release's plan and canaries).
+    ``archive``: the digest and suffix of the archive its files come in (None: already on the host).
+    Holds secret values: it goes to the host over SSH on the agent's stdin, never anywhere else.
     """
-    extravars = {
-        **deploy_variables(release.spec, release.plan.all_instances if instances is None else instances),
-        "moorage_group": release.plan.group,
-        "moorage_phase": phase,
-        "moorage_batch": [instance.id for instance in batch],
-        "moorage_release": release.number,
-        "moorage_version": release.version,
-        "moorage_files_release": release.files_number,
+    return {
+        "service": service_variables(release.spec),
+        "instances": instance_variables([instance for instance in release.plan.all_instances if instance.host == host]),
+        "release": release.number,
+        "version": release.version,
+        "files_release": release.files_number,
+        "archive": None if archive is None else {"digest": archive["digest"], "suffix": archive["suffix"]},
+        "secrets": dict(secrets),
+        "lbs": list(lbs),
+        "management_token": management_token,
+        "host": host,
     }
-    if consul_vault_file is not None:
-        extravars["moorage_consul_vault_file"] = str(consul_vault_file)
-    if secrets_file is not None:
-        extravars["moorage_secrets_file"] = str(secrets_file.resolve())
-    return extravars
 
 
 def deploy_variables(spec: SpecFile, instances: Sequence[Instance]) -> Variables:
