@@ -34,6 +34,7 @@ from typing import Any
 
 import consul
 
+from moorage.build import ensure_artifact
 from moorage.deploy import status as service_status
 from moorage.deploy.agent import HostAgents, HostRun, remove_args, status_args, switch_args
 from moorage.deploy.archives import Shipped, agent_zipapp, cached_archive, release_archive
@@ -123,6 +124,8 @@ def files_archive(release: Release) -> Shipped | None:
         return None
     if not source.exists():
         raise BadInput(f"{source}: the artifact of release {release.number} is gone (deploy the service again)")
+    if release.service.spec.runtime == "systemd":
+        source = ensure_artifact(release.service.name, source, release.version)  # with its requirements, when it has some
     built = release_archive(source)
     if release.files_digest is not None and built.digest != release.files_digest:
         raise BadInput(f"{source}: changed since release {release.number} was made; deploy the service again to ship it")
