@@ -2,8 +2,10 @@
 
 A machine is ``systemd-nspawn --boot`` on an overlay of the base image, run in its own session so it
 outlives the ``moorage`` command that started it. Its directory (``LAB/machines/HOSTNAME``) holds the
-overlay's upper directory, the nspawn PID, the console log and a fingerprint of the configuration it
-was started with (a machine whose fingerprint still matches is left running).
+overlay's upper directory, the nspawn PID, the console log, a fingerprint of the configuration it
+was started with (a machine whose fingerprint still matches is left running), the launch itself
+(``launch.json``: ``lab start`` powers a stopped machine on exactly as it last ran) and, while it is
+powered off on purpose, a ``stopped`` marker saying how (``lab stop`` or ``lab stop --kill``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ class Machine:
     @property
     def fingerprint_file(self) -> Path:
         return self.directory / "config.sha"
+
+    @property
+    def launch_file(self) -> Path:
+        return self.directory / "launch.json"
+
+    @property
+    def stopped_marker(self) -> Path:
+        return self.directory / "stopped"
 
 
 def nspawn_command(machine: Machine, *, base_image: Path, apt_repo: Path, bridge: str) -> tuple[list[str], dict[str, str]]:
@@ -160,7 +170,23 @@ def start(machine: Machine, argv: list[str], environment: dict[str, str]) -> int
             preexec_fn=join_own_cgroups,  # noqa: PLW1509 -- runs before exec, no threads started yet
         )
     machine.pid_file.write_text(f"{process.pid}\n")
+    record_launch(machine, argv, environment)
+    machine.stopped_marker.unlink(missing_ok=True)
     return process.pid
+
+
+def record_launch(machine: Machine, argv: list[str], environment: dict[str, str]) -> None:
+    """Keep how the machine runs, so ``lab start`` powers it on again the same way, on the same disk."""
+    machine.launch_file.write_text(json.dumps({"argv": argv, "environment": environment}, indent=2) + "\n")
+
+
+def recorded_launch(machine: Machine) -> tuple[list[str], dict[str, str]] | None:
+    """The argv and environment the machine was last started with (``None`` if never recorded)."""
+    try:
+        launch = json.loads(machine.launch_file.read_text())
+        return [str(arg) for arg in launch["argv"]], {str(k): str(v) for k, v in launch["environment"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def exit_reason(machine: Machine) -> str:
@@ -189,28 +215,22 @@ def nspawn_pid(machine: Machine) -> int | None:
 
 
 def stop(machines: list[Machine], *, graceful: bool = True) -> None:
-    """Stop the machines and wait until nspawn has cleaned up after each; kill whatever is left.
+    """Stop the machines and wait until every process of each is gone; clean up what nspawn leaves.
 
-    Graceful: nspawn turns SIGTERM into a poweroff. Otherwise (for machines thrown away with their
-    disks) the machine's PID 1 is killed, and nspawn, seeing it gone, tears down its side as usual.
+    Graceful: nspawn turns SIGTERM into a poweroff (whatever still runs after STOP_TIMEOUT_SECONDS
+    is killed). Otherwise it is a power cut: every process of the machine, its init and its nspawn
+    included, is killed at once (:func:`power_cut`).
     """
-    pids = [pid for pid in map(nspawn_pid, machines) if pid is not None]
-    for machine in machines:
-        if graceful:
-            pid = nspawn_pid(machine)
-            if pid is not None:
+    if graceful:
+        pids = [pid for pid in map(nspawn_pid, machines) if pid is not None]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        else:
-            for pid in _processes_of(machine.machine_name, include_nspawn=False):
-                _kill(pid)
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-        time.sleep(0.1)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
     for machine in machines:
-        leftovers = _processes_of(machine.machine_name, include_nspawn=True)
-        for pid in leftovers:
-            _kill(pid)
-        _wait_gone(leftovers, machine)
+        power_cut(machine)
         machine.pid_file.unlink(missing_ok=True)
         # nspawn removes these itself, unless it was killed: then the kernel may still be tearing the
         # machine's network namespace down, and its host-side veth would block the next start.
@@ -219,6 +239,27 @@ def stop(machines: list[Machine], *, graceful: bool = True) -> None:
         if subprocess.run(["ip", "link", "show", "dev", veth], capture_output=True, check=False).returncode == 0:
             subprocess.run(["ip", "link", "delete", "dev", veth], capture_output=True, check=False)
         _remove_cgroups(machine)
+
+
+def power_cut(machine: Machine) -> None:
+    """End every process of the machine at once, as pulling its plug would; wait until all are gone.
+
+    The machine's own cgroup (nspawn and everything below it) is killed in one step through cgroup
+    v2's ``cgroup.kill``: nothing inside gets a signal it could handle, and nothing can fork away.
+    Processes that left the cgroup (none should) and hosts without ``cgroup.kill`` (kernels before
+    5.14) fall back to SIGKILL for each process found by the machine's marker.
+    """
+    for kill_file in _cgroup_kill_files(machine):
+        with contextlib.suppress(OSError):
+            kill_file.write_text("1")
+    leftovers = processes(machine)
+    for pid in leftovers:
+        _kill(pid)
+    _wait_gone(leftovers, machine)
+
+
+def _cgroup_kill_files(machine: Machine) -> list[Path]:
+    return [cgroup / "cgroup.kill" for cgroup in _cgroups(machine) if (cgroup / "cgroup.kill").exists()]
 
 
 def _cgroups(machine: Machine) -> list[Path]:
@@ -241,21 +282,25 @@ def _remove_cgroups(machine: Machine) -> None:
                 os.rmdir(directory)
 
 
-def _processes_of(machine_name: str, *, include_nspawn: bool) -> list[int]:
-    """The machine's processes: those carrying its PID 1's marker, and optionally its nspawn."""
-    marker = f"{MACHINE_ENV}={machine_name}".encode()
-    found = []
+def processes(machine: Machine) -> list[int]:
+    """The machine's processes: its nspawn, those carrying its PID 1's marker, and all in its cgroups
+    (a container's processes inside, e.g. Docker's, have an environment of their own)."""
+    marker = f"{MACHINE_ENV}={machine.machine_name}".encode()
+    found = set()
     for pid in _all_pids():
-        if _is_nspawn_of(pid, machine_name):
-            if include_nspawn:
-                found.append(pid)
+        if _is_nspawn_of(pid, machine.machine_name):
+            found.add(pid)
             continue
         try:
             if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                found.append(pid)
+                found.add(pid)
         except OSError:
             continue
-    return found
+    for cgroup in _cgroups(machine):
+        for procs in cgroup.rglob("cgroup.procs") if cgroup.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError):
+                found.update(int(line) for line in procs.read_text().split())
+    return sorted(found)
 
 
 def _wait_gone(pids: list[int], machine: Machine) -> None:
