@@ -204,7 +204,7 @@ def test_lab_stop_and_start_power_a_machine_off_and_on(fresh_lab: None) -> None:
     # A unit whose ExecStop leaves a trace: a clean shutdown runs it, a power cut cannot.
     on(
         lab_2,
-        "printf '[Service]\\nExecStart=/bin/sleep infinity\\nExecStop=/bin/sh -c \"echo clean-stop >> /var/tmp/stops\"\\n"
+        'printf \'[Service]\\nExecStart=/bin/sleep infinity\\nExecStop=/bin/sh -c "echo clean-stop >> /var/tmp/stops"\\n'
         "[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/trace.service"
         " && systemctl enable --now trace.service && echo on-disk > /var/tmp/kept && sync",
     )
