@@ -247,3 +247,13 @@ def test_lab_stop_and_start_power_a_machine_off_and_on(fresh_lab: None) -> None:
     unknown = moorage("lab", "stop", "lab-9")
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == f"moorage: error: lab {LAB!r} has no host 'lab-9' (hosts: lab-1, lab-2)"
+
+
+def test_memory_limits_are_enforced_on_the_systemd_machines(fresh_lab: None) -> None:
+    systemd_host, docker_host = lab_up(2)["machines"]
+    assert "docker_hosts" in docker_host["groups"] and "docker_hosts" not in systemd_host["groups"]
+    allocate = "python3 -c 'x = bytearray(200 * 2**20); x[::4096] = b\"a\" * len(x[::4096]); print(len(x))'"
+    over = run_remote(lab_dir(LAB) / "id_ed25519", systemd_host["address"], f"systemd-run --wait -p MemoryMax=50M {allocate}", timeout=60)
+    assert over.returncode != 0 and "code=killed/status=KILL" in over.stdout + over.stderr, over.stdout + over.stderr  # OOM-killed
+    within = on(systemd_host, f"systemd-run --quiet --wait --pipe -p MemoryMax=300M {allocate}")
+    assert within == str(200 * 2**20)

@@ -32,6 +32,8 @@ STOP_TIMEOUT_SECONDS = 20.0
 NSPAWN_PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
 # Each machine's own cgroup, under this directory in every hierarchy nspawn uses (see _cgroups).
 CGROUP_PARENT = "moorage-lab"
+# Inside a machine, before systemd starts: its cgroup v1 memory hierarchy, read-write (see nspawn_command).
+MEMORY_RW_REMOUNT = "mount -o remount,rw,bind /sys/fs/cgroup/memory"
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,15 @@ class Machine:
     def stopped_marker(self) -> Path:
         return self.directory / "stopped"
 
+    @property
+    def cgroups_file(self) -> Path:
+        return self.directory / "cgroups"
+
 
 def nspawn_command(machine: Machine, *, base_image: Path, apt_repo: Path, bridge: str) -> tuple[list[str], dict[str, str]]:
     """The systemd-nspawn argv and extra environment that boot ``machine``."""
     argv = [
-        "systemd-nspawn", "--quiet", "--boot",
+        "systemd-nspawn", "--quiet",
         "--register=no", "--keep-unit",  # no systemd on this host to register with or to give us a scope
         f"--machine={machine.machine_name}", f"--hostname={machine.hostname}",
         f"--directory={base_image}", f"--overlay={base_image}:{machine.upper}:/",
@@ -97,10 +103,17 @@ def nspawn_command(machine: Machine, *, base_image: Path, apt_repo: Path, bridge
         # /var/lib/docker on the host's own filesystem, since overlay2 cannot stack on the machine's overlay.
         environment["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
         argv += [
+            "--boot",
             "--capability=all",
             "--system-call-filter=add_key keyctl request_key bpf",
             f"--bind={machine.directory / 'docker'}:/var/lib/docker",
         ]
+    else:
+        # What --boot does, by hand: systemd as PID 1, SIGRTMIN+3 (its poweroff) when nspawn is asked to stop.
+        # First, the machine's own memory hierarchy becomes writable: systemd enforces MemoryMax= only where
+        # it finds the memory controller writable when it starts, and nspawn mounts cgroup v1 controllers
+        # read-only (the machine has a memory cgroup of its own on the host, see _cgroups_to_join).
+        argv += ["--kill-signal=SIGRTMIN+3", "/bin/sh", "-c", f"{MEMORY_RW_REMOUNT}; exec /lib/systemd/systemd"]
     return argv, environment
 
 
@@ -146,14 +159,16 @@ def prepare(machine: Machine, files: dict[str, str]) -> None:
 def start(machine: Machine, argv: list[str], environment: dict[str, str]) -> int:
     """Boot the machine in the background (its own session: it outlives this process); return nspawn's PID.
 
-    nspawn starts in the machine's own cgroup: without systemd on the host, nspawn puts the container
+    nspawn starts in the machine's own cgroups: without systemd on the host, nspawn puts the container
     in ``payload`` below the cgroup it was started in, so machines started from one cgroup would share
     their systemd's unit cgroups and remove each other's (units failing with "Failed to attach to cgroup").
+    The cgroups are recorded in the machine's directory, so whoever stops it later finds them.
     """
-    cgroup_procs = []
-    for cgroup in _cgroups(machine):
+    cgroups = _cgroups_to_join(machine)
+    for cgroup in cgroups:
         cgroup.mkdir(parents=True, exist_ok=True)
-        cgroup_procs.append(str(cgroup / "cgroup.procs"))
+    machine.cgroups_file.write_text("".join(f"{cgroup}\n" for cgroup in cgroups))
+    cgroup_procs = [str(cgroup / "cgroup.procs") for cgroup in cgroups]
 
     def join_own_cgroups() -> None:  # in the child, before exec
         for procs in cgroup_procs:
@@ -262,14 +277,37 @@ def _cgroup_kill_files(machine: Machine) -> list[Path]:
     return [cgroup / "cgroup.kill" for cgroup in _cgroups(machine) if (cgroup / "cgroup.kill").exists()]
 
 
-def _cgroups(machine: Machine) -> list[Path]:
-    """The machine's cgroup in the hierarchies nspawn places containers in: name=systemd and cgroup2."""
-    hierarchies = []
+def _cgroups_to_join(machine: Machine) -> list[Path]:
+    """The machine's own cgroups: ``moorage-lab/NAME-N`` in the hierarchies nspawn places containers in
+    (name=systemd and cgroup2, at their roots), and in the cgroup v1 memory hierarchy below this
+    process's own memory cgroup (so the machines' memory stays charged where moorage's is)."""
+    cgroups = []
     for line in Path("/proc/mounts").read_text().splitlines():
         _, mount_point, fs_type, options = line.split()[:4]
         if fs_type == "cgroup2" or (fs_type == "cgroup" and "name=systemd" in options.split(",")):
-            hierarchies.append(Path(mount_point))
-    return [hierarchy / CGROUP_PARENT / machine.machine_name for hierarchy in hierarchies]
+            cgroups.append(Path(mount_point) / CGROUP_PARENT / machine.machine_name)
+        elif fs_type == "cgroup" and "memory" in options.split(","):
+            own = _own_cgroup("memory")
+            if own is not None:
+                cgroups.append(Path(mount_point + own.rstrip("/")) / CGROUP_PARENT / machine.machine_name)
+    return cgroups
+
+
+def _own_cgroup(controller: str) -> str | None:
+    """This process's cgroup path in the v1 hierarchy of ``controller`` (e.g. ``/`` or ``/some/group``)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path
+    return None
+
+
+def _cgroups(machine: Machine) -> list[Path]:
+    """The cgroups the machine was started in (as recorded), else where it would be started now."""
+    try:
+        return [Path(line) for line in machine.cgroups_file.read_text().splitlines() if line]
+    except OSError:
+        return _cgroups_to_join(machine)
 
 
 def _remove_cgroups(machine: Machine) -> None:
