@@ -1,10 +1,24 @@
-"""Platform benchmark: `moorage platform up` converge time and no-op re-run time per lab size.
+"""Platform benchmark: converge and no-op re-run of platform.yml, moorage's settings vs stock Ansible's.
 
-For each size, a lab of its own (``bench-platform-N``) is brought up fresh, the platform converged
-once (timed), then run again with nothing to change (timed, and its changed count recorded), and
-the lab brought down. Prints a table and writes bench/results/platform.json. Needs root.
+For each lab size (its own lab, ``PREFIX-N``; PREFIX is ``$MOORAGE_LAB`` or ``bench-platform``):
 
-    .venv/bin/python bench/converge.py [--sizes 3,10] [--keep]
+1. a fresh lab; ``moorage platform up`` converges it (timed), then the no-op re-runs are timed
+   side by side on that converged lab: ``moorage platform up`` (moorage's settings, as a user runs
+   it), the same playbook with stock Ansible settings and, with ``--factcache``, moorage's settings
+   with a fact cache of the bench's own (moorage keeps one per inventory since runner.py hands
+   ansible-runner the directory; ansible-runner overwrote the environment variable before);
+2. a fresh lab again; the stock settings converge it (timed).
+
+Stock settings: no pipelining, no ControlPersist (``ControlMaster=no``/``ControlPath=none`` come
+first in ``ANSIBLE_SSH_ARGS``; ssh keeps the first value of an option, so the lab inventory's own
+ControlPersist has no effect), forks 5, fact gathering "implicit" (every play that asks), no fact
+cache. Same playbook, same inventory, same extra variables, both through ansible-runner.
+
+Prints a table and writes bench/results/platform.json (wall seconds, changed tasks, controller CPU
+seconds of ansible-playbook and its children, the load average). Needs root; a 10-host lab takes
+both cores of this machine for a while: run it once, not in a loop.
+
+    .venv/bin/python bench/converge.py [--sizes 3,10] [--repeat 1] [--factcache] [--keep]
 """
 
 from __future__ import annotations
@@ -12,68 +26,210 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ansible_runner
 from rich.console import Console
 from rich.table import Table
 
+from moorage import paths
+from moorage.runner import ansible_envvars
+from moorage.vault import secrets_dir
+
 RESULTS = Path(__file__).parent / "results" / "platform.json"
 MOORAGE = str(Path(sys.executable).parent / "moorage")
+PLATFORM_PLAYBOOK = "platform.yml"
+
+# Stock Ansible, as the issue states it: only what is needed to find moorage's roles is set.
+STOCK_SETTINGS = {
+    "ANSIBLE_PIPELINING": "False",
+    "ANSIBLE_SSH_ARGS": "-C -o ControlMaster=no -o ControlPath=none",
+    "ANSIBLE_FORKS": "5",
+    "ANSIBLE_GATHERING": "implicit",
+    "ANSIBLE_NOCOLOR": "True",
+}
+
+
+@dataclass
+class Run:
+    settings: str  # moorage | stock | moorage+factcache
+    kind: str  # converge | noop
+    seconds: float
+    changed: int
+    controller_cpu_seconds: float
+    load_average: float
+
+
+@dataclass
+class SizeResult:
+    hosts: int
+    runs: list[Run] = field(default_factory=list)
+
+    def seconds(self, settings: str, kind: str) -> float | None:
+        times = [run.seconds for run in self.runs if run.settings == settings and run.kind == kind]
+        return round(statistics.median(times), 1) if times else None
+
+    def changed(self, settings: str, kind: str) -> int | None:
+        counts = [run.changed for run in self.runs if run.settings == settings and run.kind == kind]
+        return max(counts) if counts else None
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without any ANSIBLE_* a caller may have exported."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
 
 
 def moorage(lab: str, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "MOORAGE_LAB": lab}
-    return subprocess.run([MOORAGE, *args], capture_output=True, text=True, env=environment, timeout=3600)
+    environment = {**clean_environment(), "MOORAGE_LAB": lab}
+    return subprocess.run([MOORAGE, *args], capture_output=True, text=True, env=environment, timeout=7200)
 
 
-def timed_platform_up(lab: str, inventory: str) -> tuple[float, dict[str, Any]]:
-    started = time.monotonic()
-    completed = moorage(lab, "platform", "up", "-i", inventory, "--output", "json")
-    seconds = time.monotonic() - started
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(settings: str, kind: str, action: Callable[[], int]) -> Run:
+    cpu_before, started = children_cpu_seconds(), time.monotonic()
+    changed = action()
+    return Run(
+        settings=settings,
+        kind=kind,
+        seconds=round(time.monotonic() - started, 1),
+        changed=changed,
+        controller_cpu_seconds=round(children_cpu_seconds() - cpu_before, 1),
+        load_average=round(os.getloadavg()[0], 1),
+    )
+
+
+def moorage_platform_up(lab: str, inventory: Path) -> int:
+    """`moorage platform up` as a user runs it; the number of changed tasks."""
+    completed = moorage(lab, "platform", "up", "-i", str(inventory), "--output", "json")
     if completed.returncode != 0:
-        raise SystemExit(f"{lab}: platform up failed: {completed.stdout[-1500:]}{completed.stderr[-1500:]}")
+        raise SystemExit(f"{lab}: moorage platform up failed: {completed.stdout[-1500:]}{completed.stderr[-1500:]}")
     result = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith('{"event": "result"')][-1]
-    return seconds, result
+    return sum(stats["changed"] for stats in result["hosts"].values())
 
 
-def bench_size(hosts: int, *, keep: bool) -> dict[str, Any]:
-    lab = f"bench-platform-{hosts}"
-    moorage(lab, "lab", "down")  # a fresh lab: the converge starts from bare machines
+def ansible_platform_up(inventory: Path, settings: dict[str, str], fact_cache: Path | None = None) -> int:
+    """platform.yml through ansible-runner with the given settings; the number of changed tasks."""
+    envvars = {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
+        "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
+        **settings,
+    }
+    extra: dict[str, Any] = {"fact_cache": str(fact_cache)} if fact_cache else {}
+    with tempfile.TemporaryDirectory(prefix="moorage-bench-") as private_data_dir:
+        saved_environment = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(clean_environment())
+        try:
+            runner = ansible_runner.run(
+                private_data_dir=private_data_dir,
+                playbook=str(paths.playbook(PLATFORM_PLAYBOOK)),
+                inventory=str(inventory),
+                extravars={"moorage_platform_secrets_dir": str(secrets_dir(inventory))},
+                envvars=envvars,
+                quiet=True,
+                suppress_env_files=True,
+                **extra,
+            )
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_environment)
+        if runner.rc != 0:
+            raise SystemExit(f"platform.yml failed with {settings}: rc {runner.rc}, {runner.stdout.read()[-2000:]}")
+        return sum((runner.stats or {}).get("changed", {}).values())
+
+
+def fresh_lab(lab: str, hosts: int) -> Path:
+    moorage(lab, "lab", "down")  # from bare machines
     up = moorage(lab, "lab", "up", "--hosts", str(hosts), "--output", "json")
     if up.returncode != 0:
         raise SystemExit(f"{lab}: lab up failed: {up.stderr[-1500:]}")
-    inventory = json.loads(moorage(lab, "lab", "inventory", "--output", "json").stdout)["path"]
+    inventory = Path(json.loads(moorage(lab, "lab", "inventory", "--output", "json").stdout)["path"])
+    shutil.rmtree(secrets_dir(inventory), ignore_errors=True)  # a new cluster: new secrets, like a new site
+    return inventory
+
+
+def bench_size(hosts: int, *, repeat: int, factcache: bool, keep: bool) -> SizeResult:
+    lab = f"{os.environ.get('MOORAGE_LAB') or 'bench-platform'}-{hosts}"
+    result = SizeResult(hosts=hosts)
     try:
-        converge_seconds, converge = timed_platform_up(lab, inventory)
-        noop_seconds, noop = timed_platform_up(lab, inventory)
+        inventory = fresh_lab(lab, hosts)
+        result.runs.append(measured("moorage", "converge", lambda: moorage_platform_up(lab, inventory)))
+        cache_dir = Path(tempfile.mkdtemp(prefix="moorage-bench-facts-"))
+        if factcache:  # fill the cache once; the timed runs below then find it
+            ansible_platform_up(inventory, ansible_envvars(), fact_cache=cache_dir)
+        for _ in range(repeat):
+            result.runs.append(measured("moorage", "noop", lambda: moorage_platform_up(lab, inventory)))
+            result.runs.append(measured("stock", "noop", lambda: ansible_platform_up(inventory, STOCK_SETTINGS)))
+            if factcache:
+                run = measured("moorage+factcache", "noop", lambda: ansible_platform_up(inventory, ansible_envvars(), fact_cache=cache_dir))
+                result.runs.append(run)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        inventory = fresh_lab(lab, hosts)
+        result.runs.append(measured("stock", "converge", lambda: ansible_platform_up(inventory, STOCK_SETTINGS)))
     finally:
         if not keep:
             moorage(lab, "lab", "down")
-    return {
-        "hosts": hosts,
-        "converge_seconds": round(converge_seconds, 1),
-        "converge_changed": sum(stats["changed"] for stats in converge["hosts"].values()),
-        "noop_seconds": round(noop_seconds, 1),
-        "noop_changed": sum(stats["changed"] for stats in noop["hosts"].values()),
-    }
+    return result
+
+
+def ratio(numerator: float | None, denominator: float | None) -> str:
+    return f"{numerator / denominator:.2f}" if numerator and denominator else "-"
+
+
+def print_table(results: list[SizeResult], settings: list[str]) -> None:
+    table = Table("hosts", "settings", "converge (s)", "changed", "no-op (s)", "changed", "no-op / stock no-op", title="platform.yml")
+    for size in results:
+        stock_noop = size.seconds("stock", "noop")
+        for name in settings:
+            noop = size.seconds(name, "noop")
+            cells = [size.seconds(name, "converge"), size.changed(name, "converge"), noop, size.changed(name, "noop")]
+            table.add_row(str(size.hosts), name, *("-" if cell is None else str(cell) for cell in cells), ratio(noop, stock_noop))
+    Console().print(table)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="3,10", help="comma-separated lab sizes (default 3,10)")
+    parser.add_argument("--repeat", type=int, default=1, help="no-op runs per settings (the median is shown)")
+    parser.add_argument("--factcache", action="store_true", help="also moorage's settings with facts kept across runs")
     parser.add_argument("--keep", action="store_true", help="leave the labs running")
     arguments = parser.parse_args()
-    rows = [bench_size(int(size), keep=arguments.keep) for size in arguments.sizes.split(",")]
-    table = Table("hosts", "converge (s)", "changed", "no-op re-run (s)", "changed", title="moorage platform up")
-    for row in rows:
-        table.add_row(*(str(row[key]) for key in ("hosts", "converge_seconds", "converge_changed", "noop_seconds", "noop_changed")))
-    Console().print(table)
+    settings = ["moorage", "stock"] + (["moorage+factcache"] if arguments.factcache else [])
+    results = [
+        bench_size(int(size), repeat=arguments.repeat, factcache=arguments.factcache, keep=arguments.keep)
+        for size in arguments.sizes.split(",")
+    ]
+    print_table(results, settings)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"benchmark": "platform", "load_average": os.getloadavg(), "runs": rows}, indent=2) + "\n")
+    document = {
+        "benchmark": "platform",
+        "stock_settings": STOCK_SETTINGS,
+        "cpus": os.cpu_count(),
+        "sizes": [asdict(size) for size in results],
+        "summary": [
+            {
+                "hosts": size.hosts,
+                **{f"{name}_{kind}_seconds": size.seconds(name, kind) for name in settings for kind in ("converge", "noop")},
+                "noop_moorage_over_stock": ratio(size.seconds("moorage", "noop"), size.seconds("stock", "noop")),
+            }
+            for size in results
+        ],
+    }
+    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 

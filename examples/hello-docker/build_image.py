@@ -5,9 +5,11 @@ one layer holding Debian's busybox-static (``/bin/busybox`` and ``/bin/sh``); bu
 the app. The archive is written byte for byte the same on every run (fixed times and order), so
 an unchanged image gives an unchanged content version.
 
-    .venv/bin/python examples/hello-docker/build_image.py [--deb busybox-static_*.deb] [-o image.tar]
+    .venv/bin/python examples/hello-docker/build_image.py [--deb busybox-static_*.deb | --download] [-o image.tar]
 
-Without ``--deb`` the .deb comes from the lab's local apt repository (built by ``moorage lab up``).
+The .deb comes from ``--deb``; with ``--download``, from this host's Debian mirror (``apt-get
+download``: what ``make setup`` does, so the example validates in a fresh clone); else from the
+lab's local apt repository (built by ``moorage lab up``).
 """
 
 from __future__ import annotations
@@ -74,6 +76,17 @@ def busybox_from_deb(deb: Path) -> bytes:
         return (Path(unpacked) / "bin" / "busybox").read_bytes()
 
 
+def downloaded_busybox() -> bytes:
+    with tempfile.TemporaryDirectory() as directory:
+        downloaded = subprocess.run(
+            ["apt-get", "download", "-q", "busybox-static"], cwd=directory, capture_output=True, text=True, check=False
+        )
+        found = sorted(Path(directory).glob("busybox-static_*.deb"))
+        if downloaded.returncode != 0 or not found:
+            raise SystemExit(f"build_image.py: apt-get download busybox-static failed: {downloaded.stderr.strip()}")
+        return busybox_from_deb(found[-1])
+
+
 def lab_busybox_deb() -> Path:
     from moorage.lab.aptrepo import ensure_apt_repo
 
@@ -85,10 +98,13 @@ def lab_busybox_deb() -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deb", type=Path, help="busybox-static .deb (default: the lab apt repository's)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--deb", type=Path, help="busybox-static .deb (default: the lab apt repository's)")
+    source.add_argument("--download", action="store_true", help="download busybox-static from this host's Debian mirror")
     parser.add_argument("-o", "--output", type=Path, default=HERE / "image.tar")
     arguments = parser.parse_args()
-    arguments.output.write_bytes(image_archive(busybox_from_deb(arguments.deb or lab_busybox_deb())))
+    busybox = downloaded_busybox() if arguments.download else busybox_from_deb(arguments.deb or lab_busybox_deb())
+    arguments.output.write_bytes(image_archive(busybox))
     print(arguments.output)
 
 

@@ -8,7 +8,7 @@ import sys
 import click
 
 from moorage import __version__
-from moorage.commands import build, deploy, dev, lab, platform, render, spec
+from moorage.commands import build, deploy, dev, drill, lab, platform, render, spec
 from moorage.errors import MoorageError
 from moorage.output import emit_json, err_console
 
@@ -19,7 +19,7 @@ def cli() -> None:
     """Services on VMs with one file and one command: systemd or Docker, Consul, NGINX, Prometheus."""
 
 
-for module in (spec, render, build, dev, lab, platform, deploy):
+for module in (spec, render, build, dev, lab, drill, platform, deploy):
     for command in module.COMMANDS:
         cli.add_command(command)
 

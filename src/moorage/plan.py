@@ -37,6 +37,12 @@ class Instance:
     port: int | None  # None when the service listens on no port
 
 
+# A unit, an env file and (usually) a port per instance: a VM runs hundreds, never millions.
+# Kubernetes accepts any int32 replica count, so the spec does too; the classic target refuses
+# what no group of hosts can hold before it plans a single instance.
+MAX_INSTANCES_PER_HOST = 1000
+
+
 def host_order(service_name: str, hosts: Sequence[InventoryHost]) -> list[InventoryHost]:
     """The service's own order of the hosts (rendezvous order, ties by name)."""
     return sorted(hosts, key=lambda host: (hashlib.sha256(f"{service_name}/{host.name}".encode()).hexdigest(), host.name))
@@ -79,11 +85,17 @@ def with_replicas(service: ServiceSpec, replicas: int) -> ServiceSpec:
 def place(service: ServiceSpec, hosts: Sequence[InventoryHost]) -> tuple[Instance, ...]:
     """The planned instances (no canaries), in index order."""
     body = service.spec
-    capacity = len(hosts) * body.placement.max_per_host
+    per_host = min(body.placement.max_per_host, MAX_INSTANCES_PER_HOST)
+    capacity = len(hosts) * per_host
     if body.replicas > capacity:
+        limit = (
+            f"maxPerHost {per_host}"
+            if per_host == body.placement.max_per_host
+            else f"{per_host} (the most instances the classic target runs on one host)"
+        )
         raise BadInput(
             f"spec.replicas: {body.replicas} instances do not fit group {body.placement.group!r}: "
-            f"{len(hosts)} host(s) x maxPerHost {body.placement.max_per_host} = {capacity} at most"
+            f"{len(hosts)} host(s) x {limit} = {capacity} at most"
         )
     order = host_order(service.name, hosts)
     highest_slot = (body.replicas - 1) // len(order) if body.replicas else 0

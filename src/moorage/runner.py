@@ -74,7 +74,7 @@ class PlaybookResult:
         }
 
 
-def ansible_envvars(fact_cache_dir: Path) -> dict[str, str]:
+def ansible_envvars() -> dict[str, str]:
     """moorage's tuned Ansible settings, as the environment ansible-playbook reads them from."""
     plugins = paths.plugins_dir()
     # This Python's ansible-playbook first, whatever the caller's PATH (e.g. a venv not activated).
@@ -82,15 +82,12 @@ def ansible_envvars(fact_cache_dir: Path) -> dict[str, str]:
     return {
         "PATH": search_path,
         "ANSIBLE_ROLES_PATH": str(paths.roles_dir()),
-        "ANSIBLE_LIBRARY": str(plugins / "modules"),
+        "ANSIBLE_COLLECTIONS_PATH": paths.collections_search_path(),  # moorage.platform.* by FQCN
         "ANSIBLE_INVENTORY_PLUGINS": str(plugins / "inventory"),
-        "ANSIBLE_CALLBACK_PLUGINS": str(plugins / "callback"),
         "ANSIBLE_PIPELINING": "True",
         "ANSIBLE_SSH_ARGS": SSH_ARGS,
         "ANSIBLE_FORKS": str(DEFAULT_FORKS),
         "ANSIBLE_GATHERING": "smart",
-        "ANSIBLE_CACHE_PLUGIN": "jsonfile",
-        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(fact_cache_dir),
         "ANSIBLE_CACHE_PLUGIN_TIMEOUT": str(FACT_CACHE_SECONDS),
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_INTERPRETER_PYTHON": "auto_silent",
@@ -124,7 +121,11 @@ def run_playbook(
             playbook=str(playbook),
             inventory=str(inventory.resolve()),
             extravars=dict(extravars or {}),
-            envvars=ansible_envvars(fact_cache_dir(inventory)),
+            envvars=ansible_envvars(),
+            # ansible-runner sets the jsonfile cache's directory itself (an environment variable
+            # would be overwritten with the run's own, thrown-away artifacts directory).
+            fact_cache_type="jsonfile",
+            fact_cache=str(fact_cache_dir(inventory)),
             cmdline="--check --diff" if check else None,
             limit=limit,
             event_handler=collector.handle,

@@ -164,6 +164,21 @@ def test_a_logger_line_on_every_host_reaches_the_logging_host_within_5s(platform
 # --- Idempotence and check mode -------------------------------------------------------------
 
 
+def test_a_re_run_puts_back_a_removed_package_and_a_stopped_service(platform: Platform) -> None:
+    """The roles skip apt and systemd calls the package facts and service state say are not needed:
+    a package removed by hand and a service stopped by hand must still come back."""
+    removed_on, stopped_on = "lab-3", "lab-4"
+    platform.lab.run(removed_on, "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q prometheus-node-exporter")
+    platform.lab.run(stopped_on, "systemctl stop prometheus-node-exporter")
+    again = platform_up(platform.lab.inventory)
+    assert again.returncode == 0, again.error
+    changed = again.changed_per_host()
+    assert changed[removed_on] > 0 and changed[stopped_on] > 0, changed
+    assert all(count == 0 for host, count in changed.items() if host not in (removed_on, stopped_on)), changed
+    assert platform.lab.run(removed_on, "systemctl is-active prometheus-node-exporter").stdout.strip() == "active"
+    assert platform.lab.run(stopped_on, "systemctl is-active prometheus-node-exporter").stdout.strip() == "active"
+
+
 def test_a_second_platform_up_changes_nothing(platform: Platform) -> None:
     again = platform_up(platform.lab.inventory)
     assert again.returncode == 0, again.error

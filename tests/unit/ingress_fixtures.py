@@ -2,8 +2,9 @@
 
 Everything listens on loopback only, on free high ports. NGINX is Debian's ``/usr/sbin/nginx``
 run as a non-daemon master with its own main config (pid, logs and temp paths in the prefix);
-the watcher is ``roles/nginx_ingress/files/moorage_ingress.py`` run by Debian's ``python3`` in
-isolated mode, as on the lb hosts (standard library only). Consul comes from ``consul_dev``.
+the watcher is the ``ingress`` agent as the agent role installs it (``agent_layout``), run by
+Debian's ``python3`` in isolated mode as on the lb hosts (standard library only). Consul comes
+from ``consul_dev``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,14 +21,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TypeVar
 
+from agent_layout import agent_command
 from consul_dev import ConsulDev, free_port
 from waiting import stop_process
 
-from moorage.paths import roles_dir
-
 NGINX = "/usr/sbin/nginx"
-HOST_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-WATCHER = roles_dir() / "nginx_ingress" / "files" / "moorage_ingress.py"
 
 # The read-only policy the role's README asks for.
 INGRESS_POLICY_RULES = 'service_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n'
@@ -130,6 +127,7 @@ def read_only_token(consul: ConsulDev) -> str:
 class Ingress:
     """A running NGINX fed by a running watcher."""
 
+    agents_root: Path
     port: int
     prefix: Path
     config: Path
@@ -159,11 +157,12 @@ class Ingress:
         return self.watcher_log.read_text()
 
     def run_once(self, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return run_watcher(["--config", str(self.config), "--once"], env)
+        return run_watcher(self.agents_root, ["--config", str(self.config), "--once"], env)
 
 
-def run_watcher(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([HOST_PYTHON, "-I", str(WATCHER), *args], capture_output=True, text=True, timeout=60, env=env or {}, check=False)
+def run_watcher(agents_root: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = agent_command(agents_root, "ingress", *args)
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env or {}, check=False)
 
 
 def nginx_main_config(prefix: Path, output: Path) -> str:
@@ -205,7 +204,7 @@ def watcher_settings(consul: ConsulDev, prefix: Path, port: int, token_file: Pat
 
 
 @contextmanager
-def start_ingress(consul: ConsulDev, prefix: Path, token: str, token_in_env: bool = False) -> Iterator[Ingress]:
+def start_ingress(agents_root: Path, consul: ConsulDev, prefix: Path, token: str, token_in_env: bool = False) -> Iterator[Ingress]:
     """NGINX on a free loopback port plus the watcher daemon; the token from a 0600 file or the env."""
     for directory in ("conf/moorage", "logs", "tmp"):
         (prefix / directory).mkdir(parents=True, exist_ok=True)
@@ -231,9 +230,9 @@ def start_ingress(consul: ConsulDev, prefix: Path, token: str, token_in_env: boo
     with open(watcher_log, "wb") as log:
         eventually((prefix / "logs" / "nginx.pid").exists, timeout=10)
         watcher = subprocess.Popen(
-            [HOST_PYTHON, "-I", str(WATCHER), "--config", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env
+            agent_command(agents_root, "ingress", "--config", str(config)), stdout=log, stderr=subprocess.STDOUT, env=env
         )
-    ingress = Ingress(port, prefix, config, output, error_log, watcher_log, nginx, watcher)
+    ingress = Ingress(agents_root, port, prefix, config, output, error_log, watcher_log, nginx, watcher)
     try:
         eventually(lambda: "default_server" in output.read_text(), timeout=15)
         eventually(lambda: ingress.get("fixture.invalid"), timeout=10)  # the reload has opened the port

@@ -1,5 +1,6 @@
-"""The ingress watcher (roles/nginx_ingress/files/moorage_ingress.py) against a real Consul and a real NGINX.
+"""The ingress watcher (moorage.agents.ingress) against a real Consul and a real NGINX.
 
+The watcher runs as on an lb host: installed by the agent role, under Debian's ``python3 -I``.
 Consul is a dev agent with ACLs on (default deny); the watcher reads it with a token that has only
 the policy the role's README documents. NGINX is Debian's, on a free loopback port; the backends
 are real HTTP servers on loopback. Every wait is a bounded poll.
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from agent_layout import agents_root  # noqa: F401 -- the session fixture
 from consul_dev import ConsulDev, consul_binary, start_consul_dev
 from ingress_fixtures import (
     Backend,
@@ -40,8 +42,8 @@ def token(consul: ConsulDev) -> str:
 
 
 @pytest.fixture
-def ingress(consul: ConsulDev, token: str, tmp_path: Path) -> Iterator[Ingress]:
-    with start_ingress(consul, tmp_path / "nginx", token) as running:
+def ingress(agents_root: Path, consul: ConsulDev, token: str, tmp_path: Path) -> Iterator[Ingress]:  # noqa: F811
+    with start_ingress(agents_root, consul, tmp_path / "nginx", token) as running:
         yield running
         assert running.watcher.poll() is None, running.log()
         assert running.nginx.poll() is None
@@ -153,7 +155,7 @@ def test_once_applies_then_reports_unchanged_and_fails_when_consul_is_away(ingre
 
     applied = ingress.run_once()
     again = ingress.run_once()
-    away = run_watcher(["--once"], {"CONSUL_HTTP_ADDR": "127.0.0.1:1"})
+    away = run_watcher(ingress.agents_root, ["--once"], {"CONSUL_HTTP_ADDR": "127.0.0.1:1"})
 
     assert (applied.returncode, again.returncode) == (0, 0), applied.stdout + again.stdout
     assert "applied new config" in applied.stdout
@@ -163,20 +165,20 @@ def test_once_applies_then_reports_unchanged_and_fails_when_consul_is_away(ingre
     assert "consul unreachable" in away.stdout
 
 
-def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
+def test_bad_settings_are_one_line_errors(agents_root: Path, tmp_path: Path) -> None:  # noqa: F811
     settings = tmp_path / "ingress.json"
     settings.write_text('{"listen": "80", "quiet_second": 1}')
 
-    result = run_watcher(["--config", str(settings), "--once"])
+    result = run_watcher(agents_root, ["--config", str(settings), "--once"])
 
     assert result.returncode == 2
     assert result.stdout.strip().splitlines() == [f"ERROR {settings}: unknown setting(s) quiet_second"]
 
 
-def test_nginx_keeps_serving_while_consul_is_down_and_changes_show_after_it_returns(tmp_path: Path) -> None:
+def test_nginx_keeps_serving_while_consul_is_down_and_changes_show_after_it_returns(agents_root: Path, tmp_path: Path) -> None:  # noqa: F811
     with start_consul_dev(acl=True) as consul, backends("steady", "after") as (steady, after):
         assert consul.management_token
-        with start_ingress(consul, tmp_path / "nginx", consul.management_token, token_in_env=True) as ingress:
+        with start_ingress(agents_root, consul, tmp_path / "nginx", consul.management_token, token_in_env=True) as ingress:
             register(consul, "steady", steady, ["route=steady.example.test/"])
             # Several in a row: once NGINX's workers from before the reload have gone.
             eventually(lambda: [ingress.get("steady.example.test") for _ in range(5)] == [(200, "backend steady\n")] * 5)

@@ -172,6 +172,13 @@ def test_too_many_replicas_is_bad_input_naming_group_and_numbers() -> None:
         place(service(replicas=1), [])
 
 
+def test_a_count_no_group_of_hosts_holds_is_refused_before_placing_anything() -> None:
+    # Valid for Kubernetes (int32), so `validate` takes it; placing 2**31 instances would hang.
+    huge = service(replicas=2**31 - 1, max_per_host=2**31 - 1, port=None)
+    with pytest.raises(BadInput, match=r"3 host\(s\) x 1000 \(the most instances the classic target runs on one host\) = 3000"):
+        place(huge, hosts(3))
+
+
 def test_zero_replicas_is_an_empty_plan() -> None:
     assert place(service(replicas=0), hosts(2)) == ()
 

@@ -1,27 +1,17 @@
-"""The Consul -> Prometheus file_sd bridge shipped by the prometheus role: how catalog entries become targets."""
+"""The Consul -> Prometheus file_sd bridge (moorage.agents.prometheus_targets): how catalog entries become targets."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
-import pytest
-
-BRIDGE = Path(__file__).resolve().parents[2] / "roles/prometheus/files/moorage_prometheus_targets.py"
+from moorage.agents import prometheus_targets as bridge
 
 
-@pytest.fixture(scope="module")
-def bridge() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("moorage_prometheus_targets", BRIDGE)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def entry(node: str, service_id: str, port: int, statuses: list[str], *, address: str = "", meta: dict[str, str] | None = None) -> dict:
+def entry(
+    node: str, service_id: str, port: int, statuses: list[str], *, address: str = "", meta: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "Node": {"Node": node, "Address": f"10.0.0.{node[-1]}"},
         "Service": {"ID": service_id, "Address": address, "Port": port, "Meta": meta},
@@ -29,7 +19,7 @@ def entry(node: str, service_id: str, port: int, statuses: list[str], *, address
     }
 
 
-def test_every_instance_becomes_a_target_labelled_with_its_worst_check(bridge: ModuleType) -> None:
+def test_every_instance_becomes_a_target_labelled_with_its_worst_check() -> None:
     groups = bridge.targets_for(
         "hello",
         [
@@ -49,16 +39,16 @@ def test_every_instance_becomes_a_target_labelled_with_its_worst_check(bridge: M
     ]
 
 
-def test_the_metrics_path_meta_sets_the_scrape_path(bridge: ModuleType) -> None:
+def test_the_metrics_path_meta_sets_the_scrape_path() -> None:
     [group] = bridge.targets_for("api", [entry("lab-1", "api-1", 9000, ["passing"], meta={"metrics_path": "/internal/metrics"})])
     assert group["labels"]["__metrics_path__"] == "/internal/metrics"
 
 
-def test_an_instance_without_checks_counts_as_passing(bridge: ModuleType) -> None:
+def test_an_instance_without_checks_counts_as_passing() -> None:
     assert bridge.worst_health([]) == "passing"
 
 
-def test_the_file_is_rewritten_only_when_the_targets_change(bridge: ModuleType, tmp_path: Path) -> None:
+def test_the_file_is_rewritten_only_when_the_targets_change(tmp_path: Path) -> None:
     output = tmp_path / "consul.json"
     groups = bridge.targets_for("web", [entry("lab-1", "web-1", 80, ["passing"])])
     assert bridge.write_if_changed(output, groups) is True

@@ -20,6 +20,7 @@ from moorage.deploy.operations import Outcome, RolloutFailed, Session
 from moorage.errors import EXIT_CHANGES_PENDING, BadInput
 from moorage.output import OutputFormat, console, emit_json, emit_result
 from moorage.reporting import reporter_for
+from moorage.spec.units import MAX_COUNT
 
 
 def _rollout(
@@ -160,8 +161,10 @@ def rollback(
 def scale(assignment: str, inventory: Path | None, secrets: SecretsFile | None, lock_wait: timedelta, output_format: OutputFormat) -> None:
     """Add or remove instances without touching the others."""
     name, _, count = assignment.partition("=")
-    if not name or not count.isdigit():
+    if not name or not count.isascii() or not count.isdigit():
         raise BadInput(f"{assignment!r}: expected SERVICE=N, e.g. hello=5")
+    if int(count) > MAX_COUNT:
+        raise BadInput(f"{assignment!r}: at most {MAX_COUNT} instances")
     _rollout(output_format, inventory, secrets, lock_wait, lambda session: operations.scale(session, name, int(count)))
 
 

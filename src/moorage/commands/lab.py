@@ -13,7 +13,7 @@ from moorage.commands.options import output_option
 from moorage.errors import BadInput
 from moorage.lab.network import MAX_HOSTS
 from moorage.lab.paths import inventory_path, lab_name
-from moorage.lab.ssh import key_path, ssh_argv
+from moorage.lab.ssh import command_argv, key_path
 from moorage.output import OutputFormat, console, emit_json, emit_result
 from moorage.reporting import reporter_for
 
@@ -87,10 +87,12 @@ def start_command(hosts: tuple[str, ...], output_format: OutputFormat) -> None:
 @click.argument("host")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh_command(host: str, command: tuple[str, ...]) -> None:
-    """Log in to HOST (lab-1, ...) as root, or run `-- COMMAND` there."""
-    address = lab.machine_address(host)
-    argv = ssh_argv(key_path(), address, interactive=not command)
-    os.execvp(argv[0], [*argv, *command])
+    """Log in to HOST (lab-1, ...) as root, or run `-- COMMAND ARG...` there, each argument as given.
+
+    Like `kubectl exec`, no shell reads the command: for pipes and `&&`, run `-- sh -c '...'`.
+    """
+    argv = command_argv(key_path(), lab.machine_address(host), command)
+    os.execvp(argv[0], argv)
 
 
 @lab_group.command("inventory")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from moorage.lab.host import run
@@ -35,6 +37,18 @@ def ssh_argv(key: Path, address: str, *, interactive: bool = False, connect_time
     """``ssh`` up to (not including) the remote command."""
     mode = ["-t"] if interactive else ["-o", "BatchMode=yes"]
     return ["ssh", *SSH_OPTIONS, *mode, "-o", f"ConnectTimeout={connect_timeout}", "-i", str(key), f"root@{address}"]
+
+
+def command_argv(key: Path, address: str, command: Sequence[str]) -> list[str]:
+    """``ssh`` running ``command`` on the machine with each argument as given, like ``kubectl exec``.
+
+    ssh joins everything after the host with spaces and the remote shell splits it again, so each
+    argument is quoted for that shell (``"a b"`` stays one argument, ``$HOME`` stays text); ``--``
+    keeps ssh from reading an argument such as ``-v`` as its own option. No command: a login shell.
+    """
+    if not command:
+        return ssh_argv(key, address, interactive=True)
+    return [*ssh_argv(key, address), "--", shlex.join(command)]
 
 
 def run_remote(key: Path, address: str, command: str, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -16,14 +16,12 @@ from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.composer import ComposerError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from ruamel.yaml.reader import ReaderError
+from ruamel.yaml.scalarbool import ScalarBoolean
 
 from moorage.errors import BadInput
+from moorage.spec import bounded_yaml
 from moorage.spec.messages import explain, format_path
 from moorage.spec.model import Location, ServiceSpec, semantic_errors
 
@@ -93,11 +91,15 @@ def load_spec(path: Path) -> SpecFile:
     if path.is_dir():
         raise SpecInvalid([Diagnostic(file, 1, 1, "", "is a directory, expected a spec file")])
     try:
-        content = path.read_bytes()
+        with path.open("rb") as stream:  # no more than a spec may hold (a path may be /dev/zero)
+            content = stream.read(bounded_yaml.MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecInvalid([Diagnostic(file, 1, 1, "", "no such file")]) from None
     except OSError as error:
         raise SpecInvalid([Diagnostic(file, 1, 1, "", f"cannot read: {error.strerror or error}")]) from None
+    too_large = bounded_yaml.size_problem(len(content))
+    if too_large is not None:
+        raise SpecInvalid([Diagnostic(file, too_large.line, too_large.column, "", too_large.message)])
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -112,7 +114,10 @@ def load_spec(path: Path) -> SpecFile:
 def load_spec_text(text: str, path: Path) -> SpecFile:
     """Validate spec ``text`` as if read from ``path`` (relative paths in it resolve next to ``path``)."""
     file = str(path)
-    document = _parse_yaml(text, file)
+    try:
+        document = bounded_yaml.parse(text)
+    except bounded_yaml.YamlProblem as problem:
+        raise SpecInvalid([Diagnostic(file, problem.line, problem.column, "", problem.message)]) from None
     if document is None or document.data is None:
         raise SpecInvalid([Diagnostic(file, 1, 1, "", f"empty file, expected a mapping with {SPEC_KEYS}")])
     duplicates = list(_duplicate_keys(document.node, file))
@@ -169,53 +174,6 @@ def _missing_files(service: ServiceSpec, spec_file: Path) -> list[tuple[Location
     return problems
 
 
-@dataclass(frozen=True)
-class _Document:
-    node: Node  # the composed tree: every key and value with its position, duplicates included
-    data: Any  # ruamel's round-trip values: mappings and lists that know their positions (.lc)
-
-
-def _parse_yaml(text: str, file: str) -> _Document | None:
-    yaml = YAML(typ="rt")
-    # Duplicates are found (all of them, with their paths) on the composed tree; then the first value wins.
-    yaml.allow_duplicate_keys = True
-    try:
-        node = yaml.compose(text)
-        if node is None:
-            return None
-        return _Document(node, yaml.load(text))
-    except ReaderError as error:
-        line, column = _line_column(text, error.position)
-        raise SpecInvalid([Diagnostic(file, line, column, "", f"not valid YAML: {error.reason}")]) from None
-    except ComposerError as error:
-        if error.context == "expected a single document in the stream":
-            line, column = _mark_position(error)
-            message = "a second YAML document; a spec file holds exactly one"
-            raise SpecInvalid([Diagnostic(file, line, column, "", message)]) from None
-        raise SpecInvalid([_yaml_diagnostic(error, file)]) from None
-    except MarkedYAMLError as error:
-        raise SpecInvalid([_yaml_diagnostic(error, file)]) from None
-    except (YAMLError, ValueError, TypeError, OverflowError) as error:
-        # ruamel builds some tagged values (`!!int abc`) without a position for the failure.
-        raise SpecInvalid([Diagnostic(file, 1, 1, "", f"not valid YAML: {error}")]) from None
-
-
-def _yaml_diagnostic(error: MarkedYAMLError, file: str) -> Diagnostic:
-    line, column = _mark_position(error)
-    why = "; ".join(part for part in (error.context, error.problem) if part)
-    return Diagnostic(file, line, column, "", f"not valid YAML: {why or error}")
-
-
-def _mark_position(error: MarkedYAMLError) -> tuple[int, int]:
-    mark = error.problem_mark or error.context_mark
-    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-
-
-def _line_column(text: str, offset: int) -> tuple[int, int]:
-    before = text[:offset]
-    return before.count("\n") + 1, len(before.rsplit("\n", 1)[-1]) + 1
-
-
 def _duplicate_keys(root: Node, file: str) -> Iterator[Diagnostic]:
     """Every key defined twice in one mapping, at the second definition."""
     seen_nodes: set[int] = set()  # aliases may repeat (or contain) a node: visit each once
@@ -251,7 +209,7 @@ def _plain(value: Any) -> Any:
         return {_plain_key(key): _plain(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_plain(item) for item in value]
-    if isinstance(value, bool):
+    if isinstance(value, (bool, ScalarBoolean)):  # ruamel reads an anchored `true` as a ScalarBoolean (an int)
         return bool(value)
     for plain_type in (str, int, float):
         if isinstance(value, plain_type):
@@ -260,9 +218,11 @@ def _plain(value: Any) -> Any:
 
 
 def _plain_key(key: Any) -> str | int:
-    if isinstance(key, bool) or not isinstance(key, (str, int)):
+    if isinstance(key, (bool, ScalarBoolean)):
+        return str(bool(key))
+    if not isinstance(key, (str, int)):
         return str(key)
-    return key
+    return str(key) if isinstance(key, str) else int(key)
 
 
 def _kind_of(value: Any) -> str:

@@ -16,17 +16,16 @@ from moorage.spec.model import (
     ABSOLUTE_PATH,
     DNS_LABEL,
     ENV_NAME,
-    HOSTNAME,
     URL_PATH,
     Location,
     ServiceSpec,
 )
+from moorage.spec.shown import shown
 
 # What each pattern of the model means, in words.
 PATTERN_MEANINGS = {
     DNS_LABEL: "must be lowercase letters, digits and '-', starting and ending with a letter or digit",
     ENV_NAME: "must be a variable name: letters, digits and '_', not starting with a digit",
-    HOSTNAME: "must be a lowercase host name such as hello.example.test",
     ABSOLUTE_PATH: "must be an absolute path (starting with /)",
     URL_PATH: "must be a URL path starting with / and without spaces",
 }
@@ -81,7 +80,7 @@ def _describe_problem(detail: ErrorDetails, location: Location, *, show_value: b
     error_type = detail["type"]
     value = detail["input"]
     context = detail.get("ctx", {})
-    got = f", got {_shown(value)}" if show_value else ""
+    got = f", got {shown(value)}" if show_value else ""
     if error_type == "string_type":
         hint = " (quote it to use it as text)" if isinstance(value, (bool, int, float, datetime.date)) else ""
         return f"expected a string{got}{hint}"
@@ -112,24 +111,6 @@ def _reworded(pydantic_message: str) -> str:
         if pydantic_message.startswith(subject):
             pydantic_message = "must" + pydantic_message[len(subject) :]
     return pydantic_message.replace(" after validation", "")
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, str):
-        return repr(value if len(value) <= 60 else value[:57] + "...")
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, datetime.date):
-        return f"the date {value.isoformat()}"
-    return f"a {type(value).__name__} value"
 
 
 def _closest(word: str, choices: list[str]) -> str | None:

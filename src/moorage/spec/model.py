@@ -1,6 +1,6 @@
 """The ``moorage/v1`` ``Service`` spec as pydantic models.
 
-YAML keys are camelCase (``maxPerHost``) and are the contract (DESIGN.md); Python
+YAML keys are camelCase (``maxPerHost``) and are the contract (docs/concepts.md); Python
 attributes are snake_case. Defaults follow the anchors: probes like Kubernetes
 (interval 10s, timeout 1s), updates like Nomad (maxParallel 1, minHealthy 10s,
 healthyDeadline 5m) but with autoRevert on.
@@ -9,10 +9,12 @@ healthyDeadline 5m) but with autoRevert on.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,7 +25,17 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from moorage.spec.units import CpuQuantity, Duration, MemoryQuantity
+from moorage.agents import routes
+from moorage.spec.units import (
+    Count,
+    CpuQuantity,
+    Duration,
+    GracePeriod,
+    MemoryQuantity,
+    Port,
+    PositiveCount,
+    PositiveDuration,
+)
 
 API_VERSION = "moorage/v1"
 KIND = "Service"
@@ -34,7 +46,6 @@ PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-HOSTNAME = r"^(\*\.)?([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ABSOLUTE_PATH = r"^/"
 URL_PATH = r"^/[^\s]*$"
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL")
@@ -44,7 +55,6 @@ VolumeName = Annotated[str, StringConstraints(min_length=1, max_length=63, patte
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME)]
 AbsolutePath = Annotated[str, StringConstraints(pattern=ABSOLUTE_PATH)]
 UrlPath = Annotated[str, StringConstraints(pattern=URL_PATH)]
-Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 def _scalar_as_text(value: object) -> object:
@@ -64,9 +74,15 @@ EnvValue = Annotated[
 
 
 class SpecModel(BaseModel):
-    """Strict about unknown keys (so misspellings are caught), camelCase in YAML."""
+    """Strict about unknown keys (so misspellings are caught) and about types, camelCase in YAML.
+
+    Strict like a Kubernetes API and like the JSON Schema generated from these models: ``"3"`` or
+    ``true`` is no number and ``"yes"`` no boolean. A number is a whole number when JSON Schema says
+    so (``3.0``); env values and quantities take numbers explicitly (see their types).
+    """
 
     model_config = ConfigDict(
+        strict=True,
         extra="forbid",
         alias_generator=to_camel,
         populate_by_name=True,
@@ -87,7 +103,7 @@ class Placement(SpecModel):
     group: Annotated[str, StringConstraints(min_length=1)] = Field(
         default="app", description="Inventory group whose hosts run the instances."
     )
-    max_per_host: int = Field(default=1, ge=1, description="At most this many instances on one host.")
+    max_per_host: PositiveCount = Field(default=1, description="At most this many instances on one host.")
 
 
 class Health(SpecModel):
@@ -96,9 +112,11 @@ class Health(SpecModel):
     http: UrlPath | None = Field(default=None, description="HTTP GET path that answers 2xx when healthy.")
     tcp: bool = Field(default=False, description="Healthy when the port accepts a connection.")
     command: list[str] | None = Field(default=None, min_length=1, description="Healthy when it exits 0.")
-    interval: Duration = Field(default=timedelta(seconds=10), description="How often to check, e.g. 2s.")
-    timeout: Duration = Field(default=timedelta(seconds=1), description="A check slower than this fails.")
-    deregister_after: Duration = Field(default=timedelta(minutes=5), description="Remove an instance from Consul after failing this long.")
+    interval: PositiveDuration = Field(default=timedelta(seconds=10), description="How often to check, e.g. 2s.")
+    timeout: PositiveDuration = Field(default=timedelta(seconds=1), description="A check slower than this fails.")
+    deregister_after: PositiveDuration = Field(
+        default=timedelta(minutes=5), description="Remove an instance from Consul after failing this long."
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Health:
@@ -116,13 +134,35 @@ class Health(SpecModel):
         return "tcp" if self.tcp else "command"
 
 
+def _route_rule(problem: Callable[[str], str | None]) -> Callable[[str], str]:
+    """A validator from one of the shared route rules (moorage.agents.routes: the ingress applies the same)."""
+
+    def check(value: str) -> str:
+        reason = problem(value)
+        if reason:
+            raise ValueError(reason)
+        return value
+
+    return check
+
+
+RouteHost = Annotated[
+    str,
+    AfterValidator(_route_rule(routes.host_problem)),
+    WithJsonSchema({"type": "string", "maxLength": routes.MAX_HOST_LENGTH, "pattern": routes.HOST_PATTERN}),
+]
+RoutePath = Annotated[
+    str,
+    AfterValidator(_route_rule(routes.path_problem)),
+    WithJsonSchema({"type": "string", "pattern": routes.PATH_PATTERN}),
+]
+
+
 class Route(SpecModel):
     """Traffic for this host name and path prefix goes to the service's instances."""
 
-    host: Annotated[str, StringConstraints(max_length=253, pattern=HOSTNAME)] = Field(
-        description="Host name the ingress answers for, e.g. hello.example.test."
-    )
-    path: UrlPath = Field(default="/", description="Path prefix.")
+    host: RouteHost = Field(description="Host name the ingress answers for, e.g. hello.example.test (a DNS name; *.example.test works).")
+    path: RoutePath = Field(default="/", description="Path prefix: / or /SEGMENT[/SEGMENT...], no trailing /.")
 
 
 class Metrics(SpecModel):
@@ -148,11 +188,11 @@ class Volume(SpecModel):
 class Update(SpecModel):
     """Rolling update: health-gated, reverted automatically on failure."""
 
-    max_parallel: int = Field(default=1, ge=1, description="Instances replaced at the same time.")
+    max_parallel: PositiveCount = Field(default=1, description="Instances replaced at the same time.")
     min_healthy: Duration = Field(default=timedelta(seconds=10), description="A new instance must stay healthy this long to count.")
     healthy_deadline: Duration = Field(default=timedelta(minutes=5), description="Give up on an instance not healthy by then.")
     auto_revert: bool = Field(default=True, description="Roll back to the last good release on failure.")
-    canary: int = Field(default=0, ge=0, description="Instances of the new release to start before rolling on.")
+    canary: Count = Field(default=0, description="Instances of the new release to start before rolling on.")
 
     @model_validator(mode="after")
     def _deadline_covers_min_healthy(self) -> Update:
@@ -165,7 +205,7 @@ class Stop(SpecModel):
     """How an instance is stopped."""
 
     signal: Literal[SIGNALS] = Field(default="SIGTERM", description="Signal sent first.")  # type: ignore[valid-type]
-    grace_period: Duration = Field(default=timedelta(seconds=30), description="Then SIGKILL after this long.")
+    grace_period: GracePeriod = Field(default=timedelta(seconds=30), description="Then SIGKILL after this long.")
 
 
 class ServiceBody(SpecModel):
@@ -180,7 +220,7 @@ class ServiceBody(SpecModel):
     image_archive: str | None = Field(
         default=None, description="docker: image tarball for hosts without a registry, relative to the spec file."
     )
-    replicas: int = Field(default=1, ge=0, description="Number of instances.")
+    replicas: Count = Field(default=1, description="Number of instances.")
     placement: Placement = Field(default_factory=Placement)
     port: Port | None = Field(default=None, description="Port the service listens on (given to it as PORT).")
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Environment variables.")

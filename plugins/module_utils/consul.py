@@ -1,0 +1,1 @@
+../../src/moorage/agents/consul.py

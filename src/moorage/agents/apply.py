@@ -1,0 +1,120 @@
+"""Bringing NGINX to a rendered configuration: test the candidate, swap it in atomically, reload.
+
+Like consul-template's ``manager/renderer.go`` (render, compare, atomic write), with a test first:
+the candidate goes through ``nginx -t`` inside a full copy of the main config (whose one include
+of the live file points at the candidate). A refused candidate is kept as ``OUTPUT.rejected``
+and never swapped in; NGINX keeps serving the last good config. The same text is not tried
+again until something changes it.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+LOG = logging.getLogger("moorage-ingress")
+COMMAND_TIMEOUT_SECONDS = 60
+
+
+class Outcome(enum.Enum):
+    UNCHANGED = "unchanged"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    RELOAD_FAILED = "reload failed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    output: Path  # the live file, included once by the main config
+    nginx_main_config: Path
+    nginx_command: tuple[str, ...]
+    reload_command: tuple[str, ...]
+
+
+class UnusableMainConfig(Exception):
+    """The main config cannot be read or does not include the output exactly once."""
+
+
+def candidate_main_config(options: ApplyOptions, candidate: Path) -> Path:
+    """A copy of the main config, beside it, with the live include pointing at ``candidate``."""
+    main = options.nginx_main_config
+    try:
+        text = main.read_text()
+    except OSError as err:
+        raise UnusableMainConfig(f"nginx_main_config: {err}") from err
+    include = re.compile(rf"(\binclude\s+){re.escape(str(options.output))}(\s*;)")
+    if len(include.findall(text)) != 1:
+        raise UnusableMainConfig(f"{main} must have exactly one 'include {options.output};'")
+    candidate_main = main.with_name(f".moorage-ingress-candidate-{main.name}")
+    candidate_main.write_text(include.sub(lambda match: f"{match[1]}{candidate}{match[2]}", text))
+    return candidate_main
+
+
+def check_with_nginx(options: ApplyOptions, candidate: Path) -> tuple[bool, str]:
+    """``nginx -t`` on a full main config that includes the candidate: (passed, nginx's words)."""
+    candidate_main = candidate_main_config(options, candidate)
+    try:
+        result = subprocess.run(
+            [*options.nginx_command, "-t", "-q", "-c", str(candidate_main)],
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_SECONDS,
+            check=False,
+        )
+    finally:
+        candidate_main.unlink(missing_ok=True)
+    return result.returncode == 0, (result.stderr or result.stdout).strip()
+
+
+def reload_nginx(options: ApplyOptions) -> tuple[bool, str]:
+    result = subprocess.run(list(options.reload_command), capture_output=True, text=True, timeout=COMMAND_TIMEOUT_SECONDS, check=False)
+    return result.returncode == 0, (result.stderr or result.stdout).strip()
+
+
+def one_line(text: str) -> str:
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+class Applier:
+    """Brings the live file to a rendered text; remembers the last text NGINX refused."""
+
+    def __init__(self, options: ApplyOptions) -> None:
+        self.options = options
+        self.rejected_digest = ""
+
+    def live_text(self) -> str | None:
+        try:
+            return self.options.output.read_text()
+        except FileNotFoundError:
+            return None
+
+    def apply(self, text: str) -> Outcome:
+        """Test, swap, reload. Raises OSError, SubprocessError or UnusableMainConfig when it cannot try."""
+        if self.live_text() == text:
+            return Outcome.UNCHANGED
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest == self.rejected_digest:
+            return Outcome.REJECTED
+        output = self.options.output
+        candidate = output.with_name(f"{output.name}.candidate")
+        candidate.write_text(text)
+        passed, words = check_with_nginx(self.options, candidate)
+        if not passed:
+            rejected = output.with_name(f"{output.name}.rejected")
+            os.replace(candidate, rejected)
+            self.rejected_digest = digest
+            LOG.error("candidate refused by nginx -t, kept as %s; still serving the last good config: %s", rejected, one_line(words))
+            return Outcome.REJECTED
+        os.replace(candidate, output)
+        reloaded, words = reload_nginx(self.options)
+        if not reloaded:
+            LOG.error("new config in place but the reload failed: %s", one_line(words))
+            return Outcome.RELOAD_FAILED
+        return Outcome.APPLIED
