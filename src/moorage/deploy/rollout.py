@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moorage.deploy.lock import LockGuard
 from moorage.errors import BadInput, MoorageError
 from moorage.inventory import Inventory
 from moorage.plan import Instance
 from moorage.release import Release
 from moorage.reporting import Reporter
-from moorage.runner import PlaybookResult, run_playbook
+from moorage.runner import NO_MESSAGE, PlaybookResult, TaskFailure, run_playbook
 from moorage.spec.units import format_duration
 from moorage.targets.classic import Phase, playbook_extravars
 
@@ -40,6 +41,7 @@ class RolloutReport:
     switched: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     reverted: list[str] = field(default_factory=list)
+    not_reverted: list[str] = field(default_factory=list)  # touched instances the revert could not switch back
     failure: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -54,6 +56,7 @@ class PlaybookContext:
     consul_vault_file: Path | None
     secrets_file: Path | None
     reporter: Reporter
+    guard: LockGuard = field(default_factory=LockGuard)  # no step runs once the service's deploy lock is lost
 
 
 def batches(instances: Sequence[Instance], size: int) -> list[list[Instance]]:
@@ -63,6 +66,7 @@ def batches(instances: Sequence[Instance], size: int) -> list[list[Instance]]:
 def run_phase(
     context: PlaybookContext, release: Release, phase: Phase, batch: Sequence[Instance] = (), instances: Sequence[Instance] | None = None
 ) -> PlaybookResult:
+    context.guard.check()
     extravars = playbook_extravars(
         release, phase, batch, instances, consul_vault_file=context.consul_vault_file, secrets_file=context.secrets_file
     )
@@ -74,9 +78,17 @@ def failure_text(result: PlaybookResult) -> str:
     if result.failures:
         # A host's last failure says it all: a failed health gate is rescued by a task that
         # fails again with the gate's output and the app's last log lines.
-        last_per_host = {failure.host: failure.message for failure in result.failures}
-        return "; ".join(f"{host}: {message}" for host, message in last_per_host.items())
+        last_per_host = {failure.host: failure for failure in result.failures}
+        return "; ".join(_failure_line(failure) for failure in last_per_host.values())
     return " ".join(result.output_tail[-3:]) or f"ansible-playbook exited {result.rc}"
+
+
+def _failure_line(failure: TaskFailure) -> str:
+    if not failure.unreachable:
+        return f"{failure.host}: {failure.message}"
+    # A no_log task's result is censored, SSH's own words with it.
+    detail = "" if failure.message == NO_MESSAGE else f" ({failure.message})"
+    return f"host {failure.host} is unreachable{detail}"
 
 
 def preflight(context: PlaybookContext, release: Release) -> None:
@@ -144,17 +156,31 @@ def remove_instances(context: PlaybookContext, release: Release, removed: Sequen
 
 
 def revert(context: PlaybookContext, new: Release, previous: Release | None, touched: Sequence[Instance], report: RolloutReport) -> None:
-    """Every touched instance back to ``previous``; instances ``previous`` did not have are removed."""
+    """Every touched instance back to ``previous``; instances ``previous`` did not have are removed.
+
+    A batch that cannot be switched back (its host unreachable, say) does not stop the others: as
+    many instances as possible go back, and those that could not are named in the report.
+    """
     before = {instance.id for instance in previous.plan.instances} if previous else set()
     back = [instance for instance in touched if instance.id in before]
     extra = [instance for instance in touched if instance.id not in before]
+    failures = []
     if previous is not None and back:
         context.reporter.stage(f"auto-revert: {', '.join(instance.id for instance in back)} -> release {previous.number}")
         for batch in batches(back, previous.service.spec.update.max_parallel):
             result = run_phase(context, previous, "switch", batch)
-            if not result.succeeded:
-                raise MoorageError(f"{report.failure}; and the revert to release {previous.number} failed too: {failure_text(result)}")
-            report.reverted.extend(instance.id for instance in batch)
+            if result.succeeded:
+                report.reverted.extend(instance.id for instance in batch)
+            else:
+                report.not_reverted.extend(instance.id for instance in batch)
+                failures.append(failure_text(result))
     if extra:
         result = run_phase(context, new, "remove", extra, instances=extra)
-        report.reverted.extend(instance.id for instance in extra if result.succeeded)
+        if result.succeeded:
+            report.reverted.extend(instance.id for instance in extra)
+        else:
+            report.not_reverted.extend(instance.id for instance in extra)
+            failures.append(failure_text(result))
+    if failures:
+        target = f"release {previous.number}" if previous is not None else "nothing"
+        report.failure = f"{report.failure}; reverting {', '.join(report.not_reverted)} to {target} failed too: {'; '.join(failures)}"
