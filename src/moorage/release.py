@@ -34,7 +34,9 @@ from moorage.spec.model import ServiceSpec
 
 SCHEMA_VERSION = 2
 
-ReleaseStatus = Literal["deploying", "canary", "deployed", "failed", "reverted"]
+# deploying: its command works on it now (and holds the service's lock); interrupted: it was left
+# deploying by a command that stopped before finishing (killed, its machine gone): see interrupted().
+ReleaseStatus = Literal["deploying", "canary", "deployed", "failed", "reverted", "interrupted"]
 RELEASE_STATUSES: tuple[str, ...] = get_args(ReleaseStatus)
 
 
@@ -205,6 +207,20 @@ def _path(text: str | None) -> Path | None:
 
 def _text(path: Path | None) -> str | None:
     return None if path is None else str(path)
+
+
+def interrupted(release: Release) -> Release:
+    """A release whose command stopped before finishing, as it is shown and recorded.
+
+    Only the holder of the service's deploy lock writes a release while it is ``deploying``, and the
+    lock goes when its command goes (its Consul session expires). So a ``deploying`` release while
+    nobody holds the lock was left by a command that never finished: ``moorage releases`` shows it
+    as ``interrupted``, and the next command that takes the lock records it so.
+    """
+    if release.status != "deploying":
+        return release
+    note = f"left deploying by {release.by}, whose command stopped before finishing; instances may run it or the release before"
+    return replace(release, status="interrupted", note=f"{release.note}; {note}" if release.note else note)
 
 
 def scaled_spec(spec: SpecFile, replicas: int) -> SpecFile:

@@ -28,6 +28,7 @@ SSH_ARGS = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=
 FACT_CACHE_SECONDS = 3600
 
 EventHandler = Callable[[Mapping[str, Any]], None]
+NO_MESSAGE = "failed (no message)"  # a failure without words (e.g. a no_log task's censored result)
 
 
 @dataclass
@@ -176,7 +177,7 @@ def failure_message(res: Mapping[str, Any]) -> str:
             return failure_message(item)
     parts = [res.get(key) for key in ("msg", "stderr", "module_stderr")]
     text = ": ".join(part.strip() for part in parts if isinstance(part, str) and part.strip())
-    return " ".join(text.split()) or "failed (no message)"
+    return " ".join(text.split()) or NO_MESSAGE
 
 
 def _host_stats(data: Mapping[str, Any]) -> dict[str, HostStats]:

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from platform_cli import Platform, platform_up
+from waiting import eventually
 
 from moorage import lab as lab_api
 from moorage.errors import MoorageError
@@ -105,3 +107,49 @@ def platform(lab: Lab) -> Platform:
     if run.returncode != 0:
         pytest.fail(f"moorage platform up failed (exit {run.returncode}): {run.stderr.strip()[-2000:]}")
     return Platform(lab=lab, converge=run, management_token=read_consul_secrets(lab.inventory)["consul_bootstrap_token"])
+
+
+# --- Restoring the shared lab after a test that powers machines off or stops platform services ---
+
+
+@pytest.fixture
+def lab_restored(platform: Platform) -> Iterator[Platform]:
+    """For a destructive test: afterwards the lab is as the platform left it, without rebuilding anything.
+
+    Every machine powered off is started again (on its own disk), every host's Consul agent and each
+    lb's NGINX and ingress watcher run, Consul has a leader and every host is an alive member.
+    What a test deployed is the test's own business (it re-runs its deploy to converge).
+    """
+    yield platform
+    restore(platform)
+
+
+def restore(platform: Platform) -> None:
+    lab = platform.lab
+    status = lab_api.status()
+    stopped = [machine.hostname for machine in status.machines if not machine.running] if status else []
+    if stopped:
+        try:
+            lab_api.start(stopped)
+        except MoorageError as error:
+            pytest.fail(f"restoring the lab: `moorage lab start {' '.join(stopped)}` failed: {error}")
+    for host in lab.hosts:
+        lab.run(host.name, "systemctl start consul")
+    for host in lab.group("lb"):
+        lab.run(host.name, "systemctl start nginx moorage-ingress")
+    eventually(lambda: consul_settled(platform), within=120, every=1, what="Consul with a leader and every host an alive member")
+
+
+def consul_settled(platform: Platform) -> bool | None:
+    """True once a Consul server answers with a leader and every lab host is an alive member (serf status 1)."""
+    for server in platform.lab.group("consul_servers"):
+        api = platform.consul_api(server.name)
+        headers = {"X-Consul-Token": platform.management_token}
+        try:
+            leader = requests.get(f"{api}/status/leader", timeout=3).json()
+            members = requests.get(f"{api}/agent/members", headers=headers, timeout=3).json()
+        except (requests.RequestException, ValueError):
+            continue
+        alive = {member["Name"] for member in members if member["Status"] == 1}
+        return True if leader and alive >= {host.name for host in platform.lab.hosts} else None
+    return None

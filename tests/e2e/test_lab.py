@@ -184,3 +184,76 @@ def assert_nothing_left(lab_up_result: dict[str, Any]) -> None:
     assert processes_of_lab(LAB) == []
     assert not lab_dir(LAB).exists()
     assert not list(Path("/run/systemd/nspawn/propagate").glob(f"{LAB}-*"))
+
+
+def machine_processes(machine: str) -> list[str]:
+    """Processes of one lab machine (``LAB-2``): its nspawn or anything inside it."""
+    return [line for line in processes_of_lab(LAB) if f"--machine={machine} " in line + " " or line in processes_in_cgroup(machine)]
+
+
+def processes_in_cgroup(machine: str) -> list[str]:
+    """Processes still in the machine's own cgroup (Docker's containers there carry no marker)."""
+    found = []
+    for procs in Path("/sys/fs/cgroup/unified/moorage-lab", machine).rglob("cgroup.procs"):
+        found += [f"{pid}: (in {procs.parent})" for pid in procs.read_text().split()]
+    return found
+
+
+def test_lab_stop_and_start_power_a_machine_off_and_on(fresh_lab: None) -> None:
+    lab_1, lab_2 = lab_up(2)["machines"]
+    # A unit whose ExecStop leaves a trace: a clean shutdown runs it, a power cut cannot.
+    on(
+        lab_2,
+        'printf \'[Service]\\nExecStart=/bin/sleep infinity\\nExecStop=/bin/sh -c "echo clean-stop >> /var/tmp/stops"\\n'
+        "[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/trace.service"
+        " && systemctl enable --now trace.service && echo on-disk > /var/tmp/kept && sync",
+    )
+    boot_before = on(lab_2, "cat /proc/sys/kernel/random/boot_id")
+
+    # Power cut: every process of lab-2, its systemd included, ends at once; lab-1 runs on.
+    killed = moorage("lab", "stop", "lab-2", "--kill", "--output", "json")
+    assert killed.returncode == 0, killed.stderr
+    [result] = last_json_document(killed.stdout)["machines"]
+    assert (result["hostname"], result["running"], result["action"], result["stopped_by"]) == ("lab-2", False, "killed", "lab stop --kill")
+    assert machine_processes(f"{LAB}-2") == []
+    assert on(lab_1, "systemctl is-system-running") == "running"
+    assert run_remote(lab_dir(LAB) / "id_ed25519", lab_1["address"], "ping -c 1 -W 1 lab-2", timeout=30).returncode != 0
+    status = json.loads(moorage("lab", "status", "--output", "json").stdout)
+    assert [(m["hostname"], m["system"], m["stopped_by"]) for m in status["machines"]] == [
+        ("lab-1", "running", None),
+        ("lab-2", "stopped", "lab stop --kill"),
+    ]
+    again = moorage("lab", "stop", "lab-2", "--kill", "--output", "json")
+    assert last_json_document(again.stdout)["machines"][0]["action"] == "already stopped"
+
+    # Power on: the same disk, a new boot, every unit up; the killed unit never ran its ExecStop.
+    started = moorage("lab", "start", "lab-2", "--output", "json")
+    assert started.returncode == 0, started.stderr
+    [result] = last_json_document(started.stdout)["machines"]
+    assert (result["running"], result["system"], result["action"], result["stopped_by"]) == (True, "running", "started", None)
+    assert on(lab_2, "cat /var/tmp/kept") == "on-disk"
+    assert on(lab_2, "cat /proc/sys/kernel/random/boot_id") != boot_before
+    assert on(lab_2, "cat /var/tmp/stops 2>/dev/null || true") == ""
+    assert on(lab_2, "systemctl is-active trace.service") == "active"
+
+    # A clean stop shuts systemd down (ExecStop ran); `lab up` starts a stopped machine again.
+    stopped = moorage("lab", "stop", "lab-2", "--output", "json")
+    assert stopped.returncode == 0, stopped.stderr
+    assert last_json_document(stopped.stdout)["machines"][0]["stopped_by"] == "lab stop"
+    assert machine_processes(f"{LAB}-2") == []
+    assert [(m["hostname"], m["action"]) for m in lab_up(2)["machines"]] == [("lab-1", "already running"), ("lab-2", "started")]
+    assert on(lab_2, "cat /var/tmp/stops") == "clean-stop"
+
+    unknown = moorage("lab", "stop", "lab-9")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == f"moorage: error: lab {LAB!r} has no host 'lab-9' (hosts: lab-1, lab-2)"
+
+
+def test_memory_limits_are_enforced_on_the_systemd_machines(fresh_lab: None) -> None:
+    systemd_host, docker_host = lab_up(2)["machines"]
+    assert "docker_hosts" in docker_host["groups"] and "docker_hosts" not in systemd_host["groups"]
+    allocate = "python3 -c 'x = bytearray(200 * 2**20); x[::4096] = b\"a\" * len(x[::4096]); print(len(x))'"
+    over = run_remote(lab_dir(LAB) / "id_ed25519", systemd_host["address"], f"systemd-run --wait -p MemoryMax=50M {allocate}", timeout=60)
+    assert over.returncode != 0 and "code=killed/status=KILL" in over.stdout + over.stderr, over.stdout + over.stderr  # OOM-killed
+    within = on(systemd_host, f"systemd-run --quiet --wait --pipe -p MemoryMax=300M {allocate}")
+    assert within == str(200 * 2**20)

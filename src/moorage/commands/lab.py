@@ -1,10 +1,11 @@
-"""``moorage lab up|down|status|ssh|inventory``: the lab of real machines (see moorage.lab)."""
+"""``moorage lab up|down|status|stop|start|ssh|inventory``: the lab of real machines (see moorage.lab)."""
 
 from __future__ import annotations
 
 import os
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from moorage import lab
@@ -26,7 +27,7 @@ def lab_group() -> None:
 @click.option("--hosts", "host_count", type=click.IntRange(1, MAX_HOSTS), default=4, show_default=True)
 @output_option
 def up_command(host_count: int, output_format: OutputFormat) -> None:
-    """Boot the lab's machines (idempotent: running machines are left alone) and write its inventory."""
+    """Boot the lab's machines (idempotent: running machines are left alone, stopped ones start) and write its inventory."""
     with reporter_for(output_format) as reporter:
         result = lab.up(host_count, reporter)
     if is_structured(output_format):
@@ -61,6 +62,27 @@ def status_command(output_format: OutputFormat) -> None:
         _print_table(result)
 
 
+@lab_group.command("stop")
+@click.argument("hosts", nargs=-1, required=True)
+@click.option("--kill", is_flag=True, help="A power cut: end every process of the machine at once, its init included.")
+@output_option
+def stop_command(hosts: tuple[str, ...], kill: bool, output_format: OutputFormat) -> None:
+    """Power HOSTS off (a clean shutdown; --kill: a power cut). They keep their disks; `lab start` or `lab up` starts them."""
+    with reporter_for(output_format) as reporter:
+        result = lab.stop(list(hosts), kill=kill, progress=reporter)
+    _print_result(result, output_format)
+
+
+@lab_group.command("start")
+@click.argument("hosts", nargs=-1, required=True)
+@output_option
+def start_command(hosts: tuple[str, ...], output_format: OutputFormat) -> None:
+    """Power HOSTS on again, on their own disks, and wait until they have booted."""
+    with reporter_for(output_format) as reporter:
+        result = lab.start(list(hosts), progress=reporter)
+    _print_result(result, output_format)
+
+
 @lab_group.command("ssh", context_settings={"ignore_unknown_options": True})
 @click.argument("host")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -87,17 +109,25 @@ def inventory_command(output_format: OutputFormat) -> None:
         console.print(path.read_text(), markup=False, end="")
 
 
+def _print_result(result: lab.LabStatus, output_format: OutputFormat) -> None:
+    if output_format == "json":
+        emit_result({"ok": True, **result.as_dict()})
+    else:
+        _print_table(result)
+
+
 def _print_table(result: lab.LabStatus) -> None:
     table = Table(title=f"lab {result.name} · bridge {result.bridge} · {result.subnet}")
     for column in ("host", "address", "groups", "system", "pid", "note"):
         table.add_column(column)
     for machine in result.machines:
         system_style = "green" if machine.system == "running" else "yellow"
+        system = f"{machine.system} ({machine.stopped_by})" if machine.stopped_by else machine.system
         table.add_row(
             machine.hostname,
             machine.address,
             ", ".join(machine.groups),
-            f"[{system_style}]{machine.system}[/]",
+            f"[{system_style}]{escape(system)}[/]",
             str(machine.pid or "-"),
             machine.action,
         )

@@ -4,6 +4,11 @@ The holder renews the session while it works; a deploy that crashes stops renewi
 session expires (TTL, at most twice as long by Consul's rules) and the key goes with it
 (``behavior=delete``), so nobody has to clean up by hand. Whoever is refused sees who holds
 the lock, since when and for which version (exit 3).
+
+A renewal that fails (Consul between leaders, a server away) is tried again at the next
+interval; only Consul saying the session is gone means the lock is lost. Then the holder's
+:class:`LockGuard` says so, and the rollout stops before its next step (exit 1) instead of
+working on without the lock.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import consul
 
 from moorage.deploy.keys import lock_key
 from moorage.deploy.releases import who
-from moorage.errors import Locked
+from moorage.errors import Locked, MoorageError
 
 SESSION_TTL = timedelta(seconds=15)  # Consul's minimum is 10 s
 
@@ -36,13 +41,37 @@ class LockHolder:
         return f"{self.action} of version {self.version} by {self.holder} since {self.since}"
 
 
+class LockLost(MoorageError):
+    """The deploy lock's Consul session expired while the command worked (exit 1)."""
+
+
+class LockGuard:
+    """Whether a command still holds its deploy lock: the lock's renewer reports a loss, the rollout asks."""
+
+    def __init__(self) -> None:
+        self.lost: str | None = None
+
+    def check(self) -> None:
+        if self.lost is not None:
+            raise LockLost(self.lost)
+
+
 class DeployLock:
     """``with DeployLock(client, "hello", version="2", action="deploy", wait=timedelta(0)):``"""
 
-    def __init__(self, client: consul.Consul, service: str, version: str, action: str, wait: timedelta = timedelta(0)) -> None:
+    def __init__(
+        self,
+        client: consul.Consul,
+        service: str,
+        version: str,
+        action: str,
+        wait: timedelta = timedelta(0),
+        guard: LockGuard | None = None,
+    ) -> None:
         self.client = client
         self.service = service
         self.wait = wait
+        self.guard = guard or LockGuard()
         self.me = LockHolder(holder=who(), since=datetime.now(UTC).isoformat(timespec="seconds"), version=version, action=action)
         self.session_id: str | None = None
         self._stop_renewing = threading.Event()
@@ -69,7 +98,7 @@ class DeployLock:
         self._stop_renewing.set()
         if self._renewer is not None:
             self._renewer.join()
-        if self.session_id is not None:
+        if self.session_id is not None and self.guard.lost is None:
             self.client.kv.put(lock_key(self.service), None, release=self.session_id)
             self.client.session.destroy(self.session_id)
 
@@ -95,7 +124,17 @@ class DeployLock:
     def _renew(self) -> None:
         interval = SESSION_TTL.total_seconds() / 3
         while not self._stop_renewing.wait(interval):
-            self.client.session.renew(self.session_id)
+            try:
+                self.client.session.renew(self.session_id)
+            except consul.NotFound:
+                self.guard.lost = (
+                    f"{self.service}: the deploy lock was lost at {datetime.now(UTC).isoformat(timespec='seconds')} "
+                    f"(its Consul session expired: Consul did not hear from this command for {SESSION_TTL.total_seconds():g}s or more); "
+                    "stopped before the next step so that no other deploy works beside this one: run the command again"
+                )
+                return
+            except (consul.ConsulException, MoorageError):
+                continue  # Consul away or between leaders: try again at the next interval, the session may still live
 
 
 def current_holder(client: consul.Consul, service: str) -> LockHolder | None:

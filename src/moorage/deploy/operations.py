@@ -10,6 +10,8 @@ the preflight), so bad input leaves no record behind. No playbook runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ from moorage.deploy import status as service_status
 from moorage.deploy.changes import Changes, changes, removed_instances, rollback_removals
 from moorage.deploy.connection import PlatformAccess, SecretsFile, platform_access
 from moorage.deploy.identity import content_version, spec_hash
-from moorage.deploy.lock import DeployLock
+from moorage.deploy.lock import DeployLock, current_holder
 from moorage.deploy.logs import LineHandler, stream_journals
 from moorage.deploy.releases import ReleaseStore, draft
 from moorage.deploy.remote import Connections
@@ -27,7 +29,7 @@ from moorage.deploy.rollout import DeployContext, Prepared, RolloutReport, check
 from moorage.errors import BadInput, MoorageError
 from moorage.inventory import Inventory, load_inventory
 from moorage.plan import Plan, plan_service
-from moorage.release import Release, ReleaseStatus, scaled_spec
+from moorage.release import Release, ReleaseStatus, interrupted, scaled_spec
 from moorage.reporting import QuietReporter, Reporter
 from moorage.spec.loader import SpecFile, load_spec
 
@@ -71,8 +73,16 @@ class Session:
     def store(self, service: str) -> ReleaseStore:
         return ReleaseStore(self.access.client, service)
 
-    def lock(self, service: str, version: str, action: str) -> DeployLock:
-        return DeployLock(self.access.client, service, version, action, self.lock_wait)
+    @contextmanager
+    def locked(self, store: ReleaseStore, version: str, action: str) -> Iterator[None]:
+        """Hold the service's deploy lock; first record releases a dead command left deploying as interrupted."""
+        with DeployLock(self.access.client, store.service, version, action, self.lock_wait, self.context.guard):
+            for left in store.mark_interrupted():
+                self.context.reporter.note(
+                    f"{store.service}: release {left.number} (version {left.version}) was left deploying by {left.by}, "
+                    "whose command stopped before finishing: recorded as interrupted"
+                )
+            yield
 
     def hosts(self) -> Connections:
         """The warm SSH connections of this command (``with session.hosts():`` closes them at the end)."""
@@ -142,7 +152,7 @@ def deploy(session: Session, spec_file: Path, version: str | None, canary: int |
     spec = load_spec(spec_file)
     proposed = candidate(spec, session.inventory, version, spec.model.spec.update.canary if canary is None else canary)
     store = session.store(spec.name)
-    with session.lock(spec.name, proposed.version, "deploy"), session.hosts():
+    with session.locked(store, proposed.version, "deploy"), session.hosts():
         current = store.current()
         if current is not None and not changes(current, proposed.plan, proposed.version, proposed.spec_hash).pending:
             return _unchanged(session, current)
@@ -219,7 +229,7 @@ def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
         target = older[-1]
     else:
         target = store.get(to)
-    with session.lock(service_name, target.version, f"rollback to {target.number}"), session.hosts():
+    with session.locked(store, target.version, f"rollback to {target.number}"), session.hosts():
         plan = target.plan.without_canaries()
         again = replace(target, number=store.next_number(), plan=plan, files_release=target.files_number)
         prepare(session.context, again)
@@ -243,7 +253,7 @@ def scale(session: Session, service_name: str, replicas: int) -> Outcome:
     _refuse_during_canary(store)
     if not added and len(plan.instances) == len(before):
         return Outcome(changed=False, release=current, report=None, message=f"{service_name}: already {replicas} instances; no change")
-    with session.lock(service_name, current.version, f"scale to {replicas}"), session.hosts():
+    with session.locked(store, current.version, f"scale to {replicas}"), session.hosts():
         scaled = replace(current, number=store.next_number(), spec=spec, plan=plan, files_release=current.files_number)
         prepare(session.context, scaled)
         release = store.create(scaled, "deploying", note=f"scale to {replicas}")
@@ -258,7 +268,7 @@ def promote(session: Session, service_name: str) -> Outcome:
     if latest is None or latest.status != "canary":
         raise BadInput(f"{service_name}: no canary release to promote")
     previous = store.current()
-    with session.lock(service_name, latest.version, "promote"), session.hosts():
+    with session.locked(store, latest.version, "promote"), session.hosts():
         prepare(session.context, latest)
         removed = [*latest.plan.canaries, *removed_instances(previous, latest.plan)]
         report = roll(session.context, latest, previous, latest.plan.instances, removed)
@@ -275,7 +285,11 @@ def instances(session: Session, service: str | None) -> list[tuple[str, service_
 
 
 def releases(session: Session, service: str) -> list[Release]:
-    return session.store(service).all()
+    """The kept releases; one left deploying while nobody holds the lock shows as interrupted."""
+    kept = session.store(service).all()
+    if current_holder(session.access.client, service) is None:
+        kept = [interrupted(release) for release in kept]
+    return kept
 
 
 def logs(session: Session, service: str, on_line: LineHandler, *, follow: bool, since: str | None) -> None:
@@ -286,7 +300,7 @@ def logs(session: Session, service: str, on_line: LineHandler, *, follow: bool, 
 
 def _drop_canaries(session: Session, store: ReleaseStore, canary: Release) -> Outcome:
     """``rollback`` of a canary release: its extra instances drain and go; the others never changed."""
-    with session.lock(store.service, canary.version, "drop canaries"), session.hosts():
+    with session.locked(store, canary.version, "drop canaries"), session.hosts():
         report = remove_instances(session.context, canary, canary.plan.canaries)
         if report.failure is not None:
             raise RolloutFailed(
@@ -324,7 +338,7 @@ def _finish(store: ReleaseStore, release: Release, report: RolloutReport, succes
             report=report,
             message=f"{store.service}: release {release.number} (version {release.version}) {success_status}",
         )
-    status: ReleaseStatus = "reverted" if report.reverted else "failed"
+    status: ReleaseStatus = "reverted" if report.reverted and not report.not_reverted else "failed"
     failed = store.mark(release, status, note=report.failure)
     raise RolloutFailed(
         Outcome(

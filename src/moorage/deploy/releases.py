@@ -17,7 +17,7 @@ import consul
 from moorage.deploy.keys import release_key, releases_prefix
 from moorage.errors import BadInput, MoorageError
 from moorage.plan import Plan
-from moorage.release import Release, ReleaseStatus, release_from_json
+from moorage.release import Release, ReleaseStatus, interrupted, release_from_json
 from moorage.spec.loader import SpecFile
 
 KEEP = 5
@@ -90,6 +90,13 @@ class ReleaseStore:
         updated = replace(release, status=status, note=release.note if note is None else note, plan=release.plan if plan is None else plan)
         self.client.kv.put(release_key(self.service, release.number), updated.to_json())
         return updated
+
+    def mark_interrupted(self) -> list[Release]:
+        """Record every release left ``deploying`` as ``interrupted`` (only while holding the lock)."""
+        left = [release for release in self.all() if release.status == "deploying"]
+        for release in left:
+            self.client.kv.put(release_key(self.service, release.number), interrupted(release).to_json())
+        return [interrupted(release) for release in left]
 
     def _prune(self, releases: list[Release]) -> None:
         """Keep the newest ``KEEP``, and the newest deployed one (a rollback target) even if older."""

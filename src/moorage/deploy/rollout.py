@@ -39,6 +39,7 @@ from moorage.deploy import status as service_status
 from moorage.deploy.agent import HostAgents, HostRun, remove_args, status_args, switch_args
 from moorage.deploy.archives import Shipped, agent_zipapp, cached_archive, release_archive
 from moorage.deploy.connection import SecretsFile
+from moorage.deploy.lock import LockGuard
 from moorage.deploy.remote import Connections
 from moorage.deploy.secret_values import read_secret_values
 from moorage.errors import BadInput, MoorageError
@@ -60,6 +61,7 @@ class RolloutReport:
     switched: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     reverted: list[str] = field(default_factory=list)
+    not_reverted: list[str] = field(default_factory=list)  # touched instances the revert could not switch back
     failure: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,6 +77,7 @@ class DeployContext:
     connections: Connections
     management_token: str
     secrets: SecretsFile | None = None
+    guard: LockGuard = field(default_factory=LockGuard)  # no step starts once the service's deploy lock is lost
 
     @property
     def lbs(self) -> list[str]:
@@ -138,6 +141,7 @@ def prepare(context: DeployContext, release: Release) -> Prepared:
     BadInput when a host cannot take it or cannot be reached (nothing was written on any host);
     MoorageError when writing failed.
     """
+    context.guard.check()
     context.reporter.stage(f"release {release.number} (version {release.version}): checking the hosts, shipping files")
     archive = files_archive(release)
     secrets = context.secret_values(release)
@@ -209,6 +213,7 @@ def roll(
         context.reporter.stage(
             f"batch {number}/{len(all_batches)}: {names} -> release {new.number} (healthy for {format_duration(update.min_healthy)})"
         )
+        context.guard.check()
         touched.extend(batch)
         failure = switch(context, new, batch, revert=update.auto_revert)
         if failure is not None:
@@ -254,20 +259,33 @@ def remove_instances(context: DeployContext, release: Release, removed: Sequence
 
 
 def revert(context: DeployContext, new: Release, previous: Release | None, touched: Sequence[Instance], report: RolloutReport) -> None:
-    """Every touched instance back to ``previous``; instances ``previous`` did not have are removed."""
+    """Every touched instance back to ``previous``; instances ``previous`` did not have are removed.
+
+    A batch that cannot be switched back (its host unreachable, say) does not stop the others: as
+    many instances as possible go back, and those that could not are named in the report.
+    """
     before = {instance.id for instance in previous.plan.all_instances} if previous else set()
     back = [instance for instance in touched if instance.id in before]
     extra = [instance for instance in touched if instance.id not in before]
+    problems: list[str] = []
     if previous is not None and back:
         context.reporter.stage(f"auto-revert: {', '.join(instance.id for instance in back)} -> release {previous.number}")
         for batch in batches(back, previous.service.spec.update.max_parallel):
             failure = switch(context, previous, batch, revert=False)
-            if failure is not None:
-                raise MoorageError(f"{report.failure}; and the revert to release {previous.number} failed too: {failure}")
-            report.reverted.extend(instance.id for instance in batch)
+            if failure is None:
+                report.reverted.extend(instance.id for instance in batch)
+            else:
+                report.not_reverted.extend(instance.id for instance in batch)
+                problems.append(failure)
     if extra:
         removal = remove_instances(context, new, extra)
         report.reverted.extend(removal.removed)
+        report.not_reverted.extend(instance.id for instance in extra if instance.id not in removal.removed)
+        if removal.failure is not None:
+            problems.append(removal.failure)
+    if problems:
+        target = f"release {previous.number}" if previous is not None else "nothing"
+        report.failure = f"{report.failure}; reverting {', '.join(report.not_reverted)} to {target} failed too: {'; '.join(problems)}"
 
 
 def check_hosts(context: DeployContext, client: consul.Consul, release: Release) -> dict[str, str]:

@@ -1,8 +1,11 @@
-"""``lab up`` / ``down`` / ``status``: the lab as a whole, idempotent and safe to re-run after a crash.
+"""``lab up`` / ``down`` / ``status`` / ``stop`` / ``start``: the lab, idempotent and safe to re-run after a crash.
 
 State on disk (``lab_dir()``): ``state.json`` (bridge, subnet, host count), the SSH key, the
 inventory, and one directory per machine. ``up`` compares what should run with what runs and only
-(re)starts machines whose configuration changed; ``down`` removes every trace of the lab.
+(re)starts machines whose configuration changed (a machine powered off by ``stop`` is started
+again, as ``docker compose up`` does); ``down`` removes every trace of the lab. ``stop`` powers
+machines off (a clean shutdown, or with ``kill`` a power cut) and ``start`` powers them on again,
+on the same disk, with the launch they last ran with.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ class MachineStatus:
     running: bool
     pid: int | None
     system: str  # `systemctl is-system-running` inside, or "stopped" / "unreachable"
-    action: str = ""  # what `up` did: started, restarted, already running
+    action: str = ""  # what the command did: started, restarted, already running, stopped, killed, already stopped
+    stopped_by: str | None = None  # "lab stop" or "lab stop --kill" while powered off on purpose
 
 
 @dataclass(frozen=True)
@@ -122,31 +126,98 @@ def down(progress: Reporter | None = None) -> list[str]:
     return removed
 
 
+def stop(hostnames: list[str], *, kill: bool, progress: Reporter | None = None) -> LabStatus:
+    """Power machines off: a clean shutdown (nspawn's poweroff), or with ``kill`` a power cut (every
+    process of each machine ended at once). They stay off, with their disks, until ``start`` or ``up``."""
+    progress = progress or QuietReporter()
+    preflight()
+    name = _checked_lab_name()
+    how = "lab stop --kill" if kill else "lab stop"
+    with _lab_lock(name):
+        network, machines = _named_machines(name, hostnames)
+        actions = {}
+        for machine in machines:
+            running = bool(machine_ops.nspawn_pid(machine) is not None or machine_ops.processes(machine))
+            actions[machine.hostname] = ("killed" if kill else "stopped") if running else "already stopped"
+        with progress.step(f"{', '.join(hostnames)} {'killed' if kill else 'shut down'}"):
+            machine_ops.stop(machines, graceful=not kill)
+        for machine in machines:
+            if actions[machine.hostname] != "already stopped" or not machine.stopped_marker.exists():
+                machine.stopped_marker.write_text(how + "\n")
+        return _status_of(name, network, machines, actions)
+
+
+def start(hostnames: list[str], progress: Reporter | None = None) -> LabStatus:
+    """Power machines on again, on their own disks, exactly as they last ran; wait until they are up."""
+    progress = progress or QuietReporter()
+    preflight()
+    name = _checked_lab_name()
+    with _lab_lock(name):
+        network, machines = _named_machines(name, hostnames)
+        key = key_path(name)
+        launches = {}
+        for machine in machines:
+            launch = machine_ops.recorded_launch(machine)
+            if launch is None:
+                raise BadInput(f"lab {name!r}: no record of how {machine.hostname} ran: run `moorage lab up`")
+            launches[machine.hostname] = launch
+        actions = {}
+        with progress.step(f"{', '.join(hostnames)} booted"):
+            for machine in machines:
+                if machine_ops.nspawn_pid(machine) is not None:
+                    actions[machine.hostname] = "already running"
+                    continue
+                machine_ops.stop([machine], graceful=False)  # whatever a crash left of it
+                _unmount_under(machine.directory)
+                machine_ops.start(machine, *launches[machine.hostname])
+                actions[machine.hostname] = "started"
+            _wait_until_ready(machines, launches, key, progress)
+        return _status_of(name, network, machines, actions)
+
+
 def status() -> LabStatus | None:
     """What runs now (``None`` if the lab was never brought up)."""
     name = lab_name()
     network = _saved_network(name)
     if network is None:
         return None
-    existing = _existing_machines(name)
-    with ThreadPoolExecutor(max_workers=max(1, len(existing))) as pool:
-        states = list(pool.map(lambda machine: _probe(machine, key_path(name)), existing))
+    return _status_of(name, network, _existing_machines(name), {})
+
+
+def _status_of(name: str, network: LabNetwork, machines: list[Machine], actions: dict[str, str]) -> LabStatus:
+    with ThreadPoolExecutor(max_workers=max(1, len(machines))) as pool:
+        states = list(pool.map(lambda machine: _probe(machine, key_path(name)), machines))
     return LabStatus(
         name=name, bridge=network.bridge, subnet=network.subnet, inventory=str(inventory_path(name)),
         ssh_key=str(key_path(name)),
-        machines=[_machine_status(machine, state) for machine, state in zip(existing, states, strict=True)],
+        machines=[
+            _machine_status(machine, state, actions.get(machine.hostname, ""))
+            for machine, state in zip(machines, states, strict=True)
+        ],
     )  # fmt: skip
 
 
-def machine_address(hostname: str) -> str:
-    """The address of a running lab machine, by hostname (``lab-1``) or nspawn machine name."""
-    name = lab_name()
+def _named_machines(name: str, hostnames: list[str]) -> tuple[LabNetwork, list[Machine]]:
+    """The lab's network and its machines called ``hostnames`` (lab-2, or the nspawn name), in the order given."""
+    network = _saved_network(name)
     existing = _existing_machines(name)
-    for machine in existing:
-        if hostname in (machine.hostname, machine.machine_name):
-            return machine.address
-    known = ", ".join(machine.hostname for machine in existing) or "none: run `moorage lab up`"
-    raise BadInput(f"lab {name!r} has no host {hostname!r} (hosts: {known})")
+    if network is None or not existing:
+        raise BadInput(f"lab {name!r} is not up (run `moorage lab up`)")
+    found: list[Machine] = []
+    for hostname in hostnames:
+        machine = next((m for m in existing if hostname in (m.hostname, m.machine_name)), None)
+        if machine is None:
+            known = ", ".join(m.hostname for m in existing)
+            raise BadInput(f"lab {name!r} has no host {hostname!r} (hosts: {known})")
+        if machine not in found:
+            found.append(machine)
+    return network, found
+
+
+def machine_address(hostname: str) -> str:
+    """The address of a lab machine, by hostname (``lab-1``) or nspawn machine name."""
+    _, [machine] = _named_machines(lab_name(), [hostname])
+    return machine.address
 
 
 def _checked_lab_name() -> str:
@@ -225,6 +296,7 @@ def _converge_machine(
     fingerprint = machine_ops.fingerprint(argv, environment, files)
     running = machine_ops.nspawn_pid(machine) is not None
     if running and _read(machine.fingerprint_file) == fingerprint:
+        machine_ops.record_launch(machine, argv, environment)  # a machine started by an older moorage has none
         return "already running"
     # Also ends what a crashed run left: a machine whose nspawn died but whose PID 1 lives on.
     machine_ops.stop([machine], graceful=running)
@@ -315,9 +387,11 @@ def _probe(machine: Machine, key: Path) -> str:
 
 def _machine_status(machine: Machine, system: str, action: str = "") -> MachineStatus:
     pid = machine_ops.nspawn_pid(machine)
+    stopped_by = (_read(machine.stopped_marker) or "").strip() or None if pid is None else None
     return MachineStatus(
         hostname=machine.hostname, machine=machine.machine_name, address=machine.address,
         groups=list(machine.groups), running=pid is not None, pid=pid, system=system, action=action,
+        stopped_by=stopped_by,
     )  # fmt: skip
 
 

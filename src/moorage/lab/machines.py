@@ -2,8 +2,10 @@
 
 A machine is ``systemd-nspawn --boot`` on an overlay of the base image, run in its own session so it
 outlives the ``moorage`` command that started it. Its directory (``LAB/machines/HOSTNAME``) holds the
-overlay's upper directory, the nspawn PID, the console log and a fingerprint of the configuration it
-was started with (a machine whose fingerprint still matches is left running).
+overlay's upper directory, the nspawn PID, the console log, a fingerprint of the configuration it
+was started with (a machine whose fingerprint still matches is left running), the launch itself
+(``launch.json``: ``lab start`` powers a stopped machine on exactly as it last ran) and, while it is
+powered off on purpose, a ``stopped`` marker saying how (``lab stop`` or ``lab stop --kill``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ STOP_TIMEOUT_SECONDS = 20.0
 NSPAWN_PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
 # Each machine's own cgroup, under this directory in every hierarchy nspawn uses (see _cgroups).
 CGROUP_PARENT = "moorage-lab"
+# Inside a machine, before systemd starts: its cgroup v1 memory hierarchy, read-write (see nspawn_command).
+MEMORY_RW_REMOUNT = "mount -o remount,rw,bind /sys/fs/cgroup/memory"
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,23 @@ class Machine:
     def fingerprint_file(self) -> Path:
         return self.directory / "config.sha"
 
+    @property
+    def launch_file(self) -> Path:
+        return self.directory / "launch.json"
+
+    @property
+    def stopped_marker(self) -> Path:
+        return self.directory / "stopped"
+
+    @property
+    def cgroups_file(self) -> Path:
+        return self.directory / "cgroups"
+
 
 def nspawn_command(machine: Machine, *, base_image: Path, apt_repo: Path, bridge: str) -> tuple[list[str], dict[str, str]]:
     """The systemd-nspawn argv and extra environment that boot ``machine``."""
     argv = [
-        "systemd-nspawn", "--quiet", "--boot",
+        "systemd-nspawn", "--quiet",
         "--register=no", "--keep-unit",  # no systemd on this host to register with or to give us a scope
         f"--machine={machine.machine_name}", f"--hostname={machine.hostname}",
         f"--directory={base_image}", f"--overlay={base_image}:{machine.upper}:/",
@@ -87,10 +103,17 @@ def nspawn_command(machine: Machine, *, base_image: Path, apt_repo: Path, bridge
         # /var/lib/docker on the host's own filesystem, since overlay2 cannot stack on the machine's overlay.
         environment["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
         argv += [
+            "--boot",
             "--capability=all",
             "--system-call-filter=add_key keyctl request_key bpf",
             f"--bind={machine.directory / 'docker'}:/var/lib/docker",
         ]
+    else:
+        # What --boot does, by hand: systemd as PID 1, SIGRTMIN+3 (its poweroff) when nspawn is asked to stop.
+        # First, the machine's own memory hierarchy becomes writable: systemd enforces MemoryMax= only where
+        # it finds the memory controller writable when it starts, and nspawn mounts cgroup v1 controllers
+        # read-only (the machine has a memory cgroup of its own on the host, see _cgroups_to_join).
+        argv += ["--kill-signal=SIGRTMIN+3", "/bin/sh", "-c", f"{MEMORY_RW_REMOUNT}; exec /lib/systemd/systemd"]
     return argv, environment
 
 
@@ -136,14 +159,16 @@ def prepare(machine: Machine, files: dict[str, str]) -> None:
 def start(machine: Machine, argv: list[str], environment: dict[str, str]) -> int:
     """Boot the machine in the background (its own session: it outlives this process); return nspawn's PID.
 
-    nspawn starts in the machine's own cgroup: without systemd on the host, nspawn puts the container
+    nspawn starts in the machine's own cgroups: without systemd on the host, nspawn puts the container
     in ``payload`` below the cgroup it was started in, so machines started from one cgroup would share
     their systemd's unit cgroups and remove each other's (units failing with "Failed to attach to cgroup").
+    The cgroups are recorded in the machine's directory, so whoever stops it later finds them.
     """
-    cgroup_procs = []
-    for cgroup in _cgroups(machine):
+    cgroups = _cgroups_to_join(machine)
+    for cgroup in cgroups:
         cgroup.mkdir(parents=True, exist_ok=True)
-        cgroup_procs.append(str(cgroup / "cgroup.procs"))
+    machine.cgroups_file.write_text("".join(f"{cgroup}\n" for cgroup in cgroups))
+    cgroup_procs = [str(cgroup / "cgroup.procs") for cgroup in cgroups]
 
     def join_own_cgroups() -> None:  # in the child, before exec
         for procs in cgroup_procs:
@@ -160,7 +185,23 @@ def start(machine: Machine, argv: list[str], environment: dict[str, str]) -> int
             preexec_fn=join_own_cgroups,  # noqa: PLW1509 -- runs before exec, no threads started yet
         )
     machine.pid_file.write_text(f"{process.pid}\n")
+    record_launch(machine, argv, environment)
+    machine.stopped_marker.unlink(missing_ok=True)
     return process.pid
+
+
+def record_launch(machine: Machine, argv: list[str], environment: dict[str, str]) -> None:
+    """Keep how the machine runs, so ``lab start`` powers it on again the same way, on the same disk."""
+    machine.launch_file.write_text(json.dumps({"argv": argv, "environment": environment}, indent=2) + "\n")
+
+
+def recorded_launch(machine: Machine) -> tuple[list[str], dict[str, str]] | None:
+    """The argv and environment the machine was last started with (``None`` if never recorded)."""
+    try:
+        launch = json.loads(machine.launch_file.read_text())
+        return [str(arg) for arg in launch["argv"]], {str(k): str(v) for k, v in launch["environment"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def exit_reason(machine: Machine) -> str:
@@ -189,28 +230,22 @@ def nspawn_pid(machine: Machine) -> int | None:
 
 
 def stop(machines: list[Machine], *, graceful: bool = True) -> None:
-    """Stop the machines and wait until nspawn has cleaned up after each; kill whatever is left.
+    """Stop the machines and wait until every process of each is gone; clean up what nspawn leaves.
 
-    Graceful: nspawn turns SIGTERM into a poweroff. Otherwise (for machines thrown away with their
-    disks) the machine's PID 1 is killed, and nspawn, seeing it gone, tears down its side as usual.
+    Graceful: nspawn turns SIGTERM into a poweroff (whatever still runs after STOP_TIMEOUT_SECONDS
+    is killed). Otherwise it is a power cut: every process of the machine, its init and its nspawn
+    included, is killed at once (:func:`power_cut`).
     """
-    pids = [pid for pid in map(nspawn_pid, machines) if pid is not None]
-    for machine in machines:
-        if graceful:
-            pid = nspawn_pid(machine)
-            if pid is not None:
+    if graceful:
+        pids = [pid for pid in map(nspawn_pid, machines) if pid is not None]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-        else:
-            for pid in _processes_of(machine.machine_name, include_nspawn=False):
-                _kill(pid)
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
-        time.sleep(0.1)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
     for machine in machines:
-        leftovers = _processes_of(machine.machine_name, include_nspawn=True)
-        for pid in leftovers:
-            _kill(pid)
-        _wait_gone(leftovers, machine)
+        power_cut(machine)
         machine.pid_file.unlink(missing_ok=True)
         # nspawn removes these itself, unless it was killed: then the kernel may still be tearing the
         # machine's network namespace down, and its host-side veth would block the next start.
@@ -221,14 +256,58 @@ def stop(machines: list[Machine], *, graceful: bool = True) -> None:
         _remove_cgroups(machine)
 
 
-def _cgroups(machine: Machine) -> list[Path]:
-    """The machine's cgroup in the hierarchies nspawn places containers in: name=systemd and cgroup2."""
-    hierarchies = []
+def power_cut(machine: Machine) -> None:
+    """End every process of the machine at once, as pulling its plug would; wait until all are gone.
+
+    The machine's own cgroup (nspawn and everything below it) is killed in one step through cgroup
+    v2's ``cgroup.kill``: nothing inside gets a signal it could handle, and nothing can fork away.
+    Processes that left the cgroup (none should) and hosts without ``cgroup.kill`` (kernels before
+    5.14) fall back to SIGKILL for each process found by the machine's marker.
+    """
+    for kill_file in _cgroup_kill_files(machine):
+        with contextlib.suppress(OSError):
+            kill_file.write_text("1")
+    leftovers = processes(machine)
+    for pid in leftovers:
+        _kill(pid)
+    _wait_gone(leftovers, machine)
+
+
+def _cgroup_kill_files(machine: Machine) -> list[Path]:
+    return [cgroup / "cgroup.kill" for cgroup in _cgroups(machine) if (cgroup / "cgroup.kill").exists()]
+
+
+def _cgroups_to_join(machine: Machine) -> list[Path]:
+    """The machine's own cgroups: ``moorage-lab/NAME-N`` in the hierarchies nspawn places containers in
+    (name=systemd and cgroup2, at their roots), and in the cgroup v1 memory hierarchy below this
+    process's own memory cgroup (so the machines' memory stays charged where moorage's is)."""
+    cgroups = []
     for line in Path("/proc/mounts").read_text().splitlines():
         _, mount_point, fs_type, options = line.split()[:4]
         if fs_type == "cgroup2" or (fs_type == "cgroup" and "name=systemd" in options.split(",")):
-            hierarchies.append(Path(mount_point))
-    return [hierarchy / CGROUP_PARENT / machine.machine_name for hierarchy in hierarchies]
+            cgroups.append(Path(mount_point) / CGROUP_PARENT / machine.machine_name)
+        elif fs_type == "cgroup" and "memory" in options.split(","):
+            own = _own_cgroup("memory")
+            if own is not None:
+                cgroups.append(Path(mount_point + own.rstrip("/")) / CGROUP_PARENT / machine.machine_name)
+    return cgroups
+
+
+def _own_cgroup(controller: str) -> str | None:
+    """This process's cgroup path in the v1 hierarchy of ``controller`` (e.g. ``/`` or ``/some/group``)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path
+    return None
+
+
+def _cgroups(machine: Machine) -> list[Path]:
+    """The cgroups the machine was started in (as recorded), else where it would be started now."""
+    try:
+        return [Path(line) for line in machine.cgroups_file.read_text().splitlines() if line]
+    except OSError:
+        return _cgroups_to_join(machine)
 
 
 def _remove_cgroups(machine: Machine) -> None:
@@ -241,21 +320,25 @@ def _remove_cgroups(machine: Machine) -> None:
                 os.rmdir(directory)
 
 
-def _processes_of(machine_name: str, *, include_nspawn: bool) -> list[int]:
-    """The machine's processes: those carrying its PID 1's marker, and optionally its nspawn."""
-    marker = f"{MACHINE_ENV}={machine_name}".encode()
-    found = []
+def processes(machine: Machine) -> list[int]:
+    """The machine's processes: its nspawn, those carrying its PID 1's marker, and all in its cgroups
+    (a container's processes inside, e.g. Docker's, have an environment of their own)."""
+    marker = f"{MACHINE_ENV}={machine.machine_name}".encode()
+    found = set()
     for pid in _all_pids():
-        if _is_nspawn_of(pid, machine_name):
-            if include_nspawn:
-                found.append(pid)
+        if _is_nspawn_of(pid, machine.machine_name):
+            found.add(pid)
             continue
         try:
             if marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                found.append(pid)
+                found.add(pid)
         except OSError:
             continue
-    return found
+    for cgroup in _cgroups(machine):
+        for procs in cgroup.rglob("cgroup.procs") if cgroup.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError):
+                found.update(int(line) for line in procs.read_text().split())
+    return sorted(found)
 
 
 def _wait_gone(pids: list[int], machine: Machine) -> None:
