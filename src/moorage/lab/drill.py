@@ -130,6 +130,10 @@ def run_drill(directory: Path, reporter: Reporter, *, keep: bool = False) -> Dri
     return report
 
 
+class _StepFailed(Exception):
+    """A drill step's command exited non-zero (the report says how)."""
+
+
 class _Stepper:
     """Runs one ``moorage`` command as a step of the drill, timed, its result kept in the report."""
 
@@ -140,11 +144,16 @@ class _Stepper:
     def __call__(self, name: str, arguments: list[str]) -> bool:
         command = ["moorage", *arguments]
         started = time.monotonic()
-        with self.reporter.step(name):
-            run = subprocess.run(
-                [self.moorage, *arguments, "--output", "json"], env=self.environment, stdin=subprocess.DEVNULL,
-                capture_output=True, text=True, timeout=STEP_TIMEOUT_SECONDS, check=False,
-            )  # fmt: skip
+        try:
+            with self.reporter.step(name):  # shown as done only when the command succeeded
+                run = subprocess.run(
+                    [self.moorage, *arguments, "--output", "json"], env=self.environment, stdin=subprocess.DEVNULL,
+                    capture_output=True, text=True, timeout=STEP_TIMEOUT_SECONDS, check=False,
+                )  # fmt: skip
+                if run.returncode != 0:
+                    raise _StepFailed
+        except _StepFailed:
+            pass
         detail = _last_result(run.stdout) or _last_line(run.stderr) or f"exit {run.returncode}"
         self.report.steps.append(DrillStep(name, command, run.returncode == 0, time.monotonic() - started, detail))
         if run.returncode != 0:
