@@ -73,10 +73,10 @@ def test_notes_api_renders_to_a_compose_file_that_compose_accepts(cache: Path, n
     service = config["services"]["notes-api"]
     assert service["image"] == "notes-api:4"
     assert service["build"] == {"context": str(out / "build"), "args": {"BASE_IMAGE": "python:3.11-slim-bookworm"}}
-    assert service["command"] == ["python3", "app.py", "--port", "8300"]
-    assert service["ports"] == ["127.0.0.1:8300:8300/tcp"]
+    assert service["command"] == ["python3", "app.py", "--port", "8060"]
+    assert service["ports"] == ["127.0.0.1:8060:8060/tcp"]
     assert service["environment"] == {
-        "PORT": "8300",
+        "PORT": "8060",
         "MOORAGE_SERVICE": "notes-api",
         "MOORAGE_VERSION": "4",
         "MOORAGE_RELEASE": "4",
@@ -92,7 +92,7 @@ def test_notes_api_renders_to_a_compose_file_that_compose_accepts(cache: Path, n
     assert service["volumes"] == [{"type": "volume", "source": "data", "target": "/var/lib/notes-api"}]
     assert config["volumes"] == {"data": {}}
     assert service["healthcheck"] == {
-        "test": ["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8300/healthz', timeout=1)"],
+        "test": ["CMD", "python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8060/healthz', timeout=1)"],
         "interval": "2s",
         "timeout": "1s",
         "retries": 3,
@@ -330,7 +330,7 @@ def test_the_rendered_service_runs_as_its_container_would(cache: Path, tmp_path:
         os.chown(volume, compose.RUN_AS_ID, compose.RUN_AS_ID)  # the Dockerfile's RUN chown
         port = str(free_port())
         environment = service["environment"] | {"PORT": port, "DATA_DIR": str(volume), "MOORAGE_SECRETS_DIR": str(out / "secrets")}
-        command = [port if argument == "8300" else argument for argument in service["command"]]
+        command = [port if argument == "8060" else argument for argument in service["command"]]
         process = subprocess.Popen(
             ["/bin/sh", str(out / "build" / compose.ENTRYPOINT_FILE), *command],
             cwd=app_dir,
@@ -342,7 +342,7 @@ def test_the_rendered_service_runs_as_its_container_would(cache: Path, tmp_path:
         app = NotesApp(process, int(port))
         try:
             app.wait_for_line("listening on")
-            health = [argument.replace(":8300/", f":{port}/") for argument in service["healthcheck"]["test"][1:]]
+            health = [argument.replace(":8060/", f":{port}/") for argument in service["healthcheck"]["test"][1:]]
             assert subprocess.run(health, env={"PATH": "/usr/bin:/bin"}, check=False).returncode == 0
             token = app.signup_and_login("ann")
             assert app.call("POST", "/notes", {"text": "in the volume"}, token=token).status == 201

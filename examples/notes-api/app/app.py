@@ -1,6 +1,6 @@
 """notes-api: a small real REST API for moorage's examples and tests (tornado, passlib, PyJWT, sqlite).
 
-    JWT_SECRET=... DATA_DIR=/var/lib/notes-api python3 app.py --port 8300     (or PORT=8300)
+    JWT_SECRET=... DATA_DIR=/var/lib/notes-api python3 app.py --port 8060     (or PORT=8060)
 
 POST   /signup      {"username", "password"} -> 201 {"username"}; 409 when the name is taken
 POST   /login       {"username", "password"} -> 200 {"token": JWT}; 401 when wrong

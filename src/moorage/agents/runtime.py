@@ -85,7 +85,12 @@ class Systemd:
             self._daemon_reload()
 
     def start(self, definition: InstanceDefinition) -> None:
-        run(["systemctl", "start", self.layout.unit_name(definition.instance)])
+        unit = self.layout.unit_name(definition.instance)
+        # A release that crashed or was OOM-killed in a loop leaves the unit over its start limit
+        # ("Start request repeated too quickly"); the release started now (often the previous one,
+        # on revert) gets the unit's counters fresh.
+        run(["systemctl", "reset-failed", unit], check=False)
+        run(["systemctl", "start", unit])
 
     def remove(self, instance: str, grace: float) -> None:
         self.stop(instance, grace)
