@@ -50,6 +50,7 @@ class Release:
     spec: SpecFile  # the spec as deployed (``scale`` changes only its replicas; the text stays as written)
     plan: Plan
     files_release: int | None = None  # whose files the instances run: None for its own, an older number after a rollback
+    commit: str | None = None  # the source commit (--commit), when known; absent in records written before it existed
 
     @property
     def service(self) -> ServiceSpec:
@@ -70,6 +71,7 @@ class Release:
             "by": self.by,
             "status": self.status,
             "note": self.note,
+            "commit": self.commit,
         }
 
     def to_json(self) -> str:
@@ -139,6 +141,7 @@ def _from_schema_2(document: dict[str, Any]) -> Release:
             canaries=tuple(_instance(item) for item in plan["canaries"]),
         ),
         files_release=_files_release(number, document["files_release"]),
+        commit=None if document.get("commit") is None else str(document["commit"]),
     )
 
 

@@ -141,7 +141,9 @@ def preview(session: Session, spec_file: Path, version: str | None) -> Preview:
     return Preview(proposed.spec.name, proposed.version, changes(current, proposed.plan, proposed.version, proposed.spec_hash))
 
 
-def deploy(session: Session, spec_file: Path, version: str | None, canary: int | None) -> Outcome:
+def deploy(
+    session: Session, spec_file: Path, version: str | None, canary: int | None, note: str = "", commit: str | None = None
+) -> Outcome:
     spec = load_spec(spec_file)
     proposed = candidate(spec, session.inventory, version, spec.model.spec.update.canary if canary is None else canary)
     store = session.store(spec.name)
@@ -163,7 +165,7 @@ def deploy(session: Session, spec_file: Path, version: str | None, canary: int |
         _refuse_during_canary(store)
         with session.identities():
             preflight(session.context, proposed.release())
-            release = store.create(proposed.release(), "deploying")
+            release = store.create(replace(proposed.release(), commit=commit), "deploying", note=note)
             if proposed.plan.canaries:
                 report = roll(session.context, release, current, proposed.plan.canaries, [])
             else:
@@ -199,7 +201,9 @@ def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
             report = roll(session.context, release, current, plan.instances, rollback_removals(current, plan, canary))
         if canary is not None and report.failure is None:
             store.mark(canary, "reverted", note=f"canaries dropped by rollback to {target.number}", plan=canary.plan.without_canaries())
-        return _finish(store, release, report, "deployed")
+        outcome = _finish(store, release, report, "deployed")
+        what = f"release {target.number} (version {target.version}" + (f", {target.note!r})" if target.note else ")")
+        return replace(outcome, message=f"{outcome.message}: rolled back to {what}")
 
 
 def scale(session: Session, service_name: str, replicas: int) -> Outcome:
