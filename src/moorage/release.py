@@ -53,6 +53,7 @@ class Release:
     plan: Plan
     files_release: int | None = None  # whose files the instances run: None for its own, an older number after a rollback
     files_digest: str | None = None  # sha256 of the archive those files were shipped in (None: not known, moorage <= 0.2)
+    commit: str | None = None  # the source commit (--commit), when known; absent in records written before it existed
 
     @property
     def service(self) -> ServiceSpec:
@@ -73,6 +74,7 @@ class Release:
             "by": self.by,
             "status": self.status,
             "note": self.note,
+            "commit": self.commit,
         }
 
     def to_json(self) -> str:
@@ -144,6 +146,7 @@ def _from_schema_2(document: dict[str, Any]) -> Release:
         ),
         files_release=_files_release(number, document["files_release"]),
         files_digest=None if document.get("files_digest") is None else str(document["files_digest"]),
+        commit=None if document.get("commit") is None else str(document["commit"]),
     )
 
 

@@ -33,7 +33,15 @@ def test_a_record_round_trips_through_its_json() -> None:
 
 def test_the_summary_is_what_moorage_releases_shows() -> None:
     release = sample_release("2", number=4)
-    assert set(release.summary()) == {"number", "version", "spec_hash", "created", "by", "status", "note"}
+    assert set(release.summary()) == {"number", "version", "spec_hash", "created", "by", "status", "note", "commit"}
+
+
+def test_the_commit_is_kept_and_a_record_written_before_it_existed_still_reads() -> None:
+    release = replace(sample_release("2", number=4), note="Fix the greeting", commit="0123456789abcdef")
+    assert release_from_json(release.to_json(), KEY) == release
+    document = json.loads(release.to_json())
+    del document["commit"]
+    assert release_from_json(json.dumps(document), KEY).commit is None
 
 
 def test_a_moorage_0_1_record_converts_to_the_same_playbook_variables() -> None:

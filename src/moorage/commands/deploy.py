@@ -63,6 +63,8 @@ def _session(inventory: Path | None) -> Session:
     default=None,
     help="Start N instances of the new release beside the old; `moorage promote` rolls the rest, `moorage rollback` drops them.",
 )
+@click.option("--note", default="", help="Why this release: recorded with it and shown by `moorage releases`.")
+@click.option("--commit", default=None, help="The source commit this release was built from: recorded with it.")
 @secrets_options
 @lock_wait_option
 @output_option
@@ -71,12 +73,16 @@ def deploy(
     inventory: Path | None,
     version: str | None,
     canary: int | None,
+    note: str,
+    commit: str | None,
     secrets: SecretsFile | None,
     lock_wait: timedelta,
     output_format: OutputFormat,
 ) -> None:
     """Roll SPEC_FILE out: health-gated, batch by batch, reverting on failure."""
-    _rollout(output_format, inventory, secrets, lock_wait, lambda session: operations.deploy(session, spec_file, version, canary))
+    _rollout(
+        output_format, inventory, secrets, lock_wait, lambda session: operations.deploy(session, spec_file, version, canary, note, commit)
+    )
 
 
 @click.command()
@@ -132,9 +138,10 @@ def releases(service: str, inventory: Path | None, output_format: OutputFormat) 
     if is_structured(output_format):
         emit_document({"service": service, "releases": [release.summary() for release in kept]})
         return
-    table = Table("release", "version", "status", "created", "by", "note")
+    table = Table("release", "version", "commit", "status", "created", "by", "note")
     for release in kept:
-        table.add_row(str(release.number), release.version, release.status, release.created, release.by, release.note)
+        commit = "" if release.commit is None else release.commit[:12]
+        table.add_row(str(release.number), release.version, commit, release.status, release.created, release.by, release.note)
     console.print(table)
 
 

@@ -148,7 +148,9 @@ def preview(session: Session, spec_file: Path, version: str | None) -> Preview:
     return Preview(proposed.spec.name, proposed.version, changes(current, proposed.plan, proposed.version, proposed.spec_hash))
 
 
-def deploy(session: Session, spec_file: Path, version: str | None, canary: int | None) -> Outcome:
+def deploy(
+    session: Session, spec_file: Path, version: str | None, canary: int | None, note: str = "", commit: str | None = None
+) -> Outcome:
     spec = load_spec(spec_file)
     proposed = candidate(spec, session.inventory, version, spec.model.spec.update.canary if canary is None else canary)
     store = session.store(spec.name)
@@ -159,7 +161,7 @@ def deploy(session: Session, spec_file: Path, version: str | None, canary: int |
         _refuse_during_canary(store)
         draft = replace(proposed.release(), number=store.next_number())
         prepared = prepare(session.context, draft)
-        release = store.create(_with_files(draft, prepared), "deploying")
+        release = store.create(replace(_with_files(draft, prepared), commit=commit), "deploying", note=note)
         if proposed.plan.canaries:
             report = roll(session.context, release, current, proposed.plan.canaries, [])
         else:
@@ -237,7 +239,9 @@ def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
         report = roll(session.context, release, current, plan.instances, rollback_removals(current, plan, canary))
         if canary is not None and report.failure is None:
             store.mark(canary, "reverted", note=f"canaries dropped by rollback to {target.number}", plan=canary.plan.without_canaries())
-        return _finish(store, release, report, "deployed")
+        outcome = _finish(store, release, report, "deployed")
+        what = f"release {target.number} (version {target.version}" + (f", {target.note!r})" if target.note else ")")
+        return replace(outcome, message=f"{outcome.message}: rolled back to {what}")
 
 
 def scale(session: Session, service_name: str, replicas: int) -> Outcome:
@@ -339,7 +343,7 @@ def _finish(store: ReleaseStore, release: Release, report: RolloutReport, succes
             message=f"{store.service}: release {release.number} (version {release.version}) {success_status}",
         )
     status: ReleaseStatus = "reverted" if report.reverted and not report.not_reverted else "failed"
-    failed = store.mark(release, status, note=report.failure)
+    failed = store.mark(release, status, note=f"{release.note}; {report.failure}" if release.note else report.failure)
     raise RolloutFailed(
         Outcome(
             changed=True, release=failed, report=report, message=f"{store.service}: release {release.number} {status}: {report.failure}"
