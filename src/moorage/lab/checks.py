@@ -1,8 +1,7 @@
 """Is a deployed service really there? The checks a person makes by hand, run against a lab.
 
-For one spec: its first route answers through the first lb host (any status below 500: the
-service, not NGINX's 502/503/504, answered) (``Host`` header, as a
-browser sends it); ``NAME.service.consul`` resolves on an app host (Consul DNS); when the spec
+For one spec: its first route answers through the first lb host (``Host`` header, as a browser
+sends it; any status below 500: the service answered, not NGINX's 502/503/504); ``NAME.service.consul`` resolves on an app host (Consul DNS); when the spec
 has ``metrics``, Prometheus on the monitoring host has the service's targets, all up; and, when
 asked, a request's log line reaches the logging host. Each check says what it saw, so a report
 is something a person can compare with what they see themselves. ``moorage lab check`` and
