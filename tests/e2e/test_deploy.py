@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 from http_load import HttpLoad, LoadSummary
+from moorage_cli import Run
 from platform_cli import Platform
 from waiting import eventually
 
@@ -36,22 +37,6 @@ ROUTE_HOST = "hello.example.test"
 DOCKER_ROUTE_HOST = "hello-docker.example.test"
 SECRET_NAME = "HELLO_TOKEN"
 SECRET_VALUE = f"moorage-e2e-secret-{uuid.uuid4().hex}"  # grepped for everywhere at the end
-
-
-@dataclass(frozen=True)
-class Run:
-    args: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def result(self) -> dict[str, Any]:
-        """The last JSON line of ``--output json`` (the result event, or the error document)."""
-        return json.loads(self.stdout.strip().splitlines()[-1])
-
-    def error_lines(self) -> list[str]:
-        """The CLI's error lines (``moorage: error: ...`` or a spec's ``FILE:LINE:COL: error: ...``), not progress."""
-        return [line for line in self.stderr.splitlines() if re.match(r"\S.*\berror: ", line)]
 
 
 @dataclass
