@@ -505,7 +505,7 @@ def test_the_playbook_deploys_a_service_through_the_same_agent_and_a_second_run_
     )
     rendered = deployment.work / "hello-ops-classic"
     inventory = str(deployment.platform.lab.inventory)
-    render = deployment.moorage("render", str(spec), "--target", "classic", "-o", str(rendered), "-i", inventory)
+    render = deployment.moorage("render", str(spec), "--target", "classic", "--output-dir", str(rendered), "-i", inventory)
     assert render.returncode == 0, render.stderr
     [variables] = list(rendered.glob("*.yml"))
     platform_secrets = secrets_dir(deployment.platform.lab.inventory)
