@@ -16,7 +16,7 @@ VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | 
 # What the examples need beyond their tracked files, so each validates in a fresh clone.
 EXAMPLE_BUILDS := examples/hello-docker/image.tar
 
-.PHONY: setup examples demo test test-unit test-e2e lint bench clean
+.PHONY: setup examples demo drill test test-unit test-e2e lint bench clean
 
 setup: $(APT_STAMP) $(VENV_STAMP) examples
 
@@ -45,14 +45,25 @@ examples/hello-docker/image.tar: examples/hello-docker/build_image.py | $(APT_ST
 # The main job end to end on the lab (4 machines on this host; `moorage lab down` removes them).
 demo: setup
 	$(BIN)/moorage validate examples/hello/moorage.yml
-	$(BIN)/moorage render examples/hello/moorage.yml --target kubernetes -o artifacts/demo/kubernetes
+	$(BIN)/moorage render examples/hello/moorage.yml --target kubernetes --output-dir artifacts/demo/kubernetes
 	$(BIN)/moorage lab up --hosts 4
 	$(BIN)/moorage platform up
 	$(BIN)/moorage deploy examples/hello/moorage.yml --version 1
 	$(BIN)/moorage status hello
-	$(BIN)/python examples/hello/smoke.py examples/hello/moorage.yml
+	@echo; echo "What the demo built, checked as a person would (any failed check fails the demo):"
+	$(BIN)/moorage lab check examples/hello/moorage.yml --logs
+	@echo; echo "Next, try:"
+	@echo "  .venv/bin/moorage status hello"
+	@echo "  .venv/bin/moorage deploy examples/hello/moorage.yml --version 2    # a rolling, health-gated change"
+	@echo "  .venv/bin/moorage releases hello && .venv/bin/moorage rollback hello"
+	@echo "  .venv/bin/moorage lab ssh lab-1"
+	@echo "  .venv/bin/moorage lab down                                         # removes the lab's machines"
 
-test: setup
+# The rebuild drill: every service of examples/ on a fresh lab of its own, checked, torn down, timed.
+drill: setup
+	$(BIN)/moorage drill examples
+
+test: setup lint
 	$(BIN)/pytest
 
 test-unit: setup
@@ -61,9 +72,11 @@ test-unit: setup
 test-e2e: setup
 	$(BIN)/pytest tests/e2e
 
+# ruff (lint and format), mypy strict on src/moorage, ansible-lint; `make test` runs it first.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/ansible-lint roles playbooks
 
 bench: setup

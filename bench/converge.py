@@ -175,9 +175,7 @@ def bench_size(hosts: int, *, repeat: int, factcache: bool, keep: bool) -> SizeR
             result.runs.append(measured("moorage", "noop", lambda: moorage_platform_up(lab, inventory)))
             result.runs.append(measured("stock", "noop", lambda: ansible_platform_up(inventory, STOCK_SETTINGS)))
             if factcache:
-                run = measured(
-                    "moorage+factcache", "noop", lambda: ansible_platform_up(inventory, ansible_envvars(), fact_cache=cache_dir)
-                )
+                run = measured("moorage+factcache", "noop", lambda: ansible_platform_up(inventory, ansible_envvars(), fact_cache=cache_dir))
                 result.runs.append(run)
         shutil.rmtree(cache_dir, ignore_errors=True)
         inventory = fresh_lab(lab, hosts)

@@ -1,6 +1,6 @@
 """A valid service spec shared by the unit tests (imported as a module: conftest files are not)."""
 
-# DESIGN.md's example, except maxPerHost 1: a service with volumes must keep one instance per host.
+# The full example of docs/concepts.md, except maxPerHost 1: a service with volumes must keep one instance per host.
 VALID_SPEC = """\
 apiVersion: moorage/v1
 kind: Service

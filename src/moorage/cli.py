@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import signal
 import sys
 
 import click
 
 from moorage import __version__
-from moorage.commands import build, deploy, dev, lab, platform, render, spec
+from moorage.commands import build, deploy, dev, drill, lab, platform, render, spec
 from moorage.errors import MoorageError
-from moorage.output import emit_json, err_console
+from moorage.output import OutputFormat, emit_document, err_console, is_structured, use_format
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,18 +20,27 @@ def cli() -> None:
     """Services on VMs with one file and one command: systemd or Docker, Consul, NGINX, Prometheus."""
 
 
-for module in (spec, render, build, dev, lab, platform, deploy):
+for module in (spec, render, build, dev, lab, drill, platform, deploy):
     for command in module.COMMANDS:
         cli.add_command(command)
 
 
-def _wants_json(arguments: list[str]) -> bool:
-    """Whether ``--output json`` was asked for (errors raised before a command runs honour it too)."""
-    return "--output=json" in arguments or any(flag == "--output" and value == "json" for flag, value in itertools.pairwise(arguments))
+def _asked_format(arguments: list[str]) -> OutputFormat:
+    """The ``-o/--output`` asked for, read before the command runs, so errors raised before it (bad options) honour it too."""
+    asked = "text"
+    for flag, value in itertools.pairwise(arguments):
+        if flag in ("-o", "--output"):
+            asked = value
+    for argument in arguments:
+        if argument.startswith(("--output=", "-o=")):
+            asked = argument.split("=", 1)[1]
+    return asked if asked in ("json", "yaml") else "text"  # type: ignore[return-value]
 
 
 def main() -> None:
-    wants_json = _wants_json(sys.argv[1:])
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `moorage logs -f | head` ends quietly, as Unix tools do
+    asked_format = _asked_format(sys.argv[1:])
+    use_format(asked_format)
     try:
         exit_code = cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -40,8 +50,8 @@ def main() -> None:
         error.show()
         sys.exit(error.exit_code)
     except MoorageError as error:
-        if wants_json:
-            emit_json(error.as_json())
+        if is_structured(asked_format):
+            emit_document(error.as_json())
         else:
             for line in error.report_lines():
                 err_console.print(line, markup=False)

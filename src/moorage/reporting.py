@@ -28,7 +28,7 @@ from typing import Any
 from rich.markup import escape
 from rich.status import Status
 
-from moorage.output import OutputFormat, emit_event, err_console
+from moorage.output import OutputFormat, emit_event, err_console, is_structured
 from moorage.runner import failure_message
 
 HOST_STATUS = {
@@ -176,4 +176,4 @@ class TextReporter(Reporter):
 
 def reporter_for(output_format: OutputFormat) -> Reporter:
     """``--output text`` -> :class:`TextReporter`, ``json`` -> :class:`JsonLinesReporter`."""
-    return JsonLinesReporter() if output_format == "json" else TextReporter()
+    return JsonLinesReporter() if is_structured(output_format) else TextReporter()

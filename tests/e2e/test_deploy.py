@@ -196,6 +196,21 @@ def test_v1_log_lines_reach_the_logging_host(deployment: Deployment, v1: Run) ->
     assert "404" in found
 
 
+def test_lab_check_sees_what_a_person_would_and_fails_for_a_service_not_there(deployment: Deployment, v1: Run) -> None:
+    run = deployment.moorage("lab", "check", str(deployment.spec), "--logs", "--output", "json")
+    assert run.returncode == 0, run.stderr
+    checks = {check["check"]: check for check in run.result()["checks"]}
+    assert set(checks) == {"route", "dns", "metrics", "logs"} and all(check["passed"] for check in checks.values()), checks
+    assert checks["route"]["saw"].startswith("200 ") and "version 1" in checks["route"]["saw"]
+    assert checks["metrics"]["saw"].startswith("3 of 3 up")
+    absent = deployment.work / "absent.yml"
+    absent_text = spec_text().replace("name: hello", "name: absent").replace(ROUTE_HOST, "absent.example.test")
+    absent.write_text(absent_text.replace("  metrics: {path: /metrics}\n", ""))  # no 60 s wait for a first scrape
+    missing = deployment.moorage("lab", "check", str(absent))
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    assert "absent route: 503" in missing.stderr and "absent dns: no address" in missing.stderr, missing.stderr
+
+
 def test_logs_shows_every_instances_journal_by_host(deployment: Deployment, v1: Run) -> None:
     marker = f"/e2e-logs-{uuid.uuid4().hex}"
     for _ in range(6):  # round robin: every instance logs it
@@ -204,6 +219,10 @@ def test_logs_shows_every_instances_journal_by_host(deployment: Deployment, v1: 
     assert run.returncode == 0, run.stderr
     hosts_with_marker = {line.split()[0] for line in run.stdout.splitlines() if marker in line}
     assert hosts_with_marker == {row["host"] for row in deployment.status()}
+    as_json = deployment.moorage("logs", "hello", "--since", "-5min", "-o", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    documents = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert {document["host"] for document in documents if marker in document["line"]} == hosts_with_marker
 
 
 def test_v1_instances_see_their_secret_in_their_environment(deployment: Deployment, v1: Run) -> None:

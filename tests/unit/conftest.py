@@ -1,4 +1,4 @@
-"""Shared for the unit tests: a valid service spec (the DESIGN.md example) written next to its artifact."""
+"""Shared for the unit tests: a valid service spec (the full example of docs/concepts.md) written next to its artifact."""
 
 from __future__ import annotations
 

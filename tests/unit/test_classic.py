@@ -197,7 +197,7 @@ def test_render_classic_json_and_files(inventory: Path, tmp_path: Path) -> None:
     assert as_json.returncode == 0, as_json.stderr
     expected = render(EXAMPLE_SPEC, inventory)
     assert yaml.safe_load(as_json.stdout) == expected
-    written = moorage("render", str(EXAMPLE_SPEC), "--target", "classic", "-i", str(inventory), "-o", str(tmp_path / "out"))
+    written = moorage("render", str(EXAMPLE_SPEC), "--target", "classic", "-i", str(inventory), "--output-dir", str(tmp_path / "out"))
     assert written.returncode == 0, written.stderr
     assert yaml.safe_load((tmp_path / "out" / "hello.yml").read_text()) == expected
 

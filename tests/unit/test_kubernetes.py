@@ -319,7 +319,7 @@ def test_render_json_is_a_kubernetes_list() -> None:
 
 
 def test_render_into_a_directory_writes_one_file_per_object(tmp_path: Path) -> None:
-    result = moorage("render", str(EXAMPLE_SPEC), "--target", "kubernetes", "-o", str(tmp_path / "out"))
+    result = moorage("render", str(EXAMPLE_SPEC), "--target", "kubernetes", "--output-dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     files = sorted(path.name for path in (tmp_path / "out").iterdir())
     assert files == [

@@ -1,4 +1,4 @@
-"""The spec model: defaults as DESIGN.md states them, durations, quantities and placeholders."""
+"""The spec model: defaults as docs/concepts.md states them, durations, quantities and placeholders."""
 
 from __future__ import annotations
 

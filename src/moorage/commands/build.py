@@ -10,7 +10,7 @@ import click
 from moorage.build import DEBIAN_12, Artifact, HostPython, build_artifact
 from moorage.commands.options import output_option
 from moorage.errors import BadInput
-from moorage.output import OutputFormat, console, emit_event, emit_result, err_console
+from moorage.output import OutputFormat, console, emit_event, emit_result, err_console, is_structured
 from moorage.spec.loader import artifact_path, load_spec
 from moorage.spec.model import ServiceSpec
 
@@ -55,7 +55,7 @@ def build(
     python = HostPython(python_version, platform_tag)
 
     def say(message: str) -> None:
-        if output_format == "json":
+        if is_structured(output_format):
             emit_event({"event": "progress", "message": message})
         else:
             err_console.print(message, markup=False)
@@ -69,7 +69,7 @@ def build(
 
 
 def _report(artifact: Artifact, path: Path, output_format: OutputFormat) -> None:
-    if output_format == "json":
+    if is_structured(output_format):
         emit_result({"ok": True, **artifact.as_json(), "path": str(path)})
         return
     how = "from the cache" if artifact.cached else "built"

@@ -18,7 +18,7 @@ from moorage.deploy import operations
 from moorage.deploy.connection import SecretsFile
 from moorage.deploy.operations import Outcome, RolloutFailed, Session
 from moorage.errors import EXIT_CHANGES_PENDING, BadInput
-from moorage.output import OutputFormat, console, emit_json, emit_result
+from moorage.output import OutputFormat, console, emit_document, emit_result, is_structured
 from moorage.reporting import reporter_for
 from moorage.spec.units import MAX_COUNT
 
@@ -36,11 +36,11 @@ def _rollout(
         try:
             outcome = work(session)
         except RolloutFailed as failed:
-            if output_format == "json":
+            if is_structured(output_format):
                 emit_result({**failed.outcome.as_dict(), "exit_code": failed.exit_code})
                 raise SystemExit(failed.exit_code) from None
             raise
-    if output_format == "json":
+    if is_structured(output_format):
         emit_result(outcome.as_dict())
     else:
         console.print(outcome.message, markup=False)
@@ -91,8 +91,8 @@ def plan(context: click.Context, spec_file: Path, inventory: Path | None, versio
     Exit status: 0 no change, 4 changes pending, 2 bad input, 1 failed.
     """
     preview = operations.preview(_session(inventory), spec_file, version)
-    if output_format == "json":
-        emit_json(preview.as_dict())
+    if is_structured(output_format):
+        emit_document(preview.as_dict())
     else:
         table = Table("host", "instance", "port", "action")
         for change in preview.changes.instances:
@@ -113,8 +113,8 @@ def plan(context: click.Context, spec_file: Path, inventory: Path | None, versio
 def status(service: str | None, inventory: Path | None, output_format: OutputFormat) -> None:
     """Instances of SERVICE (or of every moorage service): host, port, release, version, health, since."""
     rows = [{"service": name, **row.as_dict()} for name, row in operations.instances(_session(inventory), service)]
-    if output_format == "json":
-        emit_json({"instances": rows})
+    if is_structured(output_format):
+        emit_document({"instances": rows})
         return
     table = Table("service", "instance", "host", "port", "release", "version", "health", "since")
     for row in rows:
@@ -129,8 +129,8 @@ def status(service: str | None, inventory: Path | None, output_format: OutputFor
 def releases(service: str, inventory: Path | None, output_format: OutputFormat) -> None:
     """The kept releases of SERVICE (newest last)."""
     kept = operations.releases(_session(inventory), service)
-    if output_format == "json":
-        emit_json({"service": service, "releases": [release.summary() for release in kept]})
+    if is_structured(output_format):
+        emit_document({"service": service, "releases": [release.summary() for release in kept]})
         return
     table = Table("release", "version", "status", "created", "by", "note")
     for release in kept:
@@ -184,11 +184,17 @@ def promote(service: str, inventory: Path | None, secrets: SecretsFile | None, l
 @inventory_option()
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("--since", default=None, help="journalctl --since, e.g. '10 min ago'.")
-def logs(service: str, inventory: Path | None, follow: bool, since: str | None) -> None:
-    """The journal of SERVICE's instances on every host, prefixed by host (over SSH)."""
-    operations.logs(
-        _session(inventory), service, lambda host, line: console.print(f"{host} {line}", markup=False), follow=follow, since=since
-    )
+@output_option
+def logs(service: str, inventory: Path | None, follow: bool, since: str | None, output_format: OutputFormat) -> None:
+    """The journal of SERVICE's instances on every host, prefixed by host (over SSH); -o json: one {"host", "line"} per line."""
+
+    def show(host: str, line: str) -> None:
+        if is_structured(output_format):
+            emit_document({"host": host, "line": line})
+        else:
+            console.print(f"{host} {line}", markup=False)
+
+    operations.logs(_session(inventory), service, show, follow=follow, since=since)
 
 
 COMMANDS: list[click.Command] = [deploy, plan, status, releases, rollback, scale, promote, logs]

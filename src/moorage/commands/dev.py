@@ -24,7 +24,7 @@ import yaml
 
 from moorage.commands.options import output_option
 from moorage.errors import BadInput, MoorageError
-from moorage.output import OutputFormat, console, emit_event, emit_result, err_console
+from moorage.output import OutputFormat, console, emit_event, emit_result, err_console, is_structured
 from moorage.spec.loader import image_archive_path, load_spec
 from moorage.spec.model import ServiceSpec
 from moorage.spec.units import format_duration
@@ -200,7 +200,7 @@ def up(
     check_engine()
 
     def say(message: str) -> None:
-        if output_format == "json":
+        if is_structured(output_format):
             emit_event({"event": "progress", "message": message})
         else:
             err_console.print(message, markup=False)
@@ -225,7 +225,7 @@ def up(
         deadline = format_duration(service.spec.update.healthy_deadline)
         raise MoorageError(f"{service.name} is not healthy after {deadline} (update.healthyDeadline); its output: {logs}")
     url = None if service.spec.port is None else f"http://{address}:{service.spec.port}/"
-    if output_format == "json":
+    if is_structured(output_format):
         emit_result(
             {
                 "ok": True,
@@ -260,7 +260,7 @@ def down(file: Path, volumes: bool, output_format: OutputFormat) -> None:
         check_engine()
         _run_compose(tool, arguments, "down")
         shutil.rmtree(directory / compose.SECRETS_DIR, ignore_errors=True)
-    if output_format == "json":
+    if is_structured(output_format):
         emit_result({"ok": True, "service": service.name, "stopped": stopped, "volumes_removed": volumes and stopped})
     elif stopped:
         console.print(f"{service.name}: stopped and removed" + (" with its volumes" if volumes else " (volumes kept)"), markup=False)

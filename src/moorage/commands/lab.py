@@ -13,7 +13,7 @@ from moorage.errors import BadInput
 from moorage.lab.network import MAX_HOSTS
 from moorage.lab.paths import inventory_path, lab_name
 from moorage.lab.ssh import command_argv, key_path
-from moorage.output import OutputFormat, console, emit_json, emit_result
+from moorage.output import OutputFormat, console, emit_document, emit_result, is_structured
 from moorage.reporting import reporter_for
 
 
@@ -29,7 +29,7 @@ def up_command(host_count: int, output_format: OutputFormat) -> None:
     """Boot the lab's machines (idempotent: running machines are left alone) and write its inventory."""
     with reporter_for(output_format) as reporter:
         result = lab.up(host_count, reporter)
-    if output_format == "json":
+    if is_structured(output_format):
         emit_result({"ok": True, **result.as_dict()})
         return
     _print_table(result)
@@ -42,7 +42,7 @@ def down_command(output_format: OutputFormat) -> None:
     """Stop every machine and remove the lab's bridge, state and inventory."""
     with reporter_for(output_format) as reporter:
         removed = lab.down(reporter)
-    if output_format == "json":
+    if is_structured(output_format):
         emit_result({"ok": True, "name": lab_name(), "removed": removed})
     else:
         console.print(f"lab {lab_name()!r} is down")
@@ -53,8 +53,8 @@ def down_command(output_format: OutputFormat) -> None:
 def status_command(output_format: OutputFormat) -> None:
     """Machines, addresses, groups and whether systemd inside is running."""
     result = lab.status()
-    if output_format == "json":
-        emit_json(result.as_dict() if result else {"name": lab_name(), "machines": []})
+    if is_structured(output_format):
+        emit_document(result.as_dict() if result else {"name": lab_name(), "machines": []})
     elif result is None:
         console.print(f"lab {lab_name()!r} is not up (run `moorage lab up`)")
     else:
@@ -80,8 +80,8 @@ def inventory_command(output_format: OutputFormat) -> None:
     path = inventory_path()
     if not path.is_file():
         raise BadInput(f"lab {lab_name()!r} has no inventory at {path}: run `moorage lab up` first")
-    if output_format == "json":
-        emit_json({"path": str(path), "content": path.read_text()})
+    if is_structured(output_format):
+        emit_document({"path": str(path), "content": path.read_text()})
     else:
         console.print(f"# {path}", markup=False)
         console.print(path.read_text(), markup=False, end="")

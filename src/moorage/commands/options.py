@@ -17,6 +17,7 @@ import click
 from moorage.deploy.connection import SecretsFile
 from moorage.errors import BadInput
 from moorage.lab.paths import inventory_path as lab_inventory_path
+from moorage.output import OutputFormat, use_format
 from moorage.spec.units import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,15 +43,22 @@ def inventory_option(help_text: str = "Ansible inventory (default: $MOORAGE_INVE
     )
 
 
+def _chosen_format(_context: click.Context, _parameter: click.Parameter, value: OutputFormat) -> OutputFormat:
+    use_format(value)
+    return value
+
+
 def output_option(command: F) -> F:
-    """``--output text|json`` on every command."""
+    """``-o/--output text|json|yaml`` on every command (as kubectl's ``-o``)."""
     return click.option(
+        "-o",
         "--output",
         "output_format",
-        type=click.Choice(["text", "json"]),
+        type=click.Choice(["text", "json", "yaml"]),
         default="text",
         show_default=True,
-        help="text for people, json for machines.",
+        callback=_chosen_format,
+        help="text for people; json (JSON Lines) or yaml (a stream of documents) for machines.",
     )(command)
 
 

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from moorage.commands.options import chosen_inventory, inventory_option, output_option
-from moorage.output import OutputFormat, console, emit_result
+from moorage.output import OutputFormat, console, emit_result, is_structured
 from moorage.platform_up import failure_error, platform_up
 from moorage.reporting import reporter_for
 from moorage.runner import PlaybookResult
@@ -28,7 +28,7 @@ def up(inventory: Path | None, check: bool, output_format: OutputFormat) -> None
     inventory_path = chosen_inventory(inventory)
     with reporter_for(output_format) as reporter:
         result = platform_up(inventory_path, reporter, check=check)
-    if output_format == "json":
+    if is_structured(output_format):
         emit_result({"check": check, **result.as_dict()})
     else:
         print_summary(result, check=check)

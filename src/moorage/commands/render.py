@@ -16,7 +16,7 @@ from rich.table import Table
 
 from moorage.commands.options import chosen_inventory, inventory_option, output_option
 from moorage.inventory import load_inventory
-from moorage.output import OutputFormat, console, emit_json, err_console
+from moorage.output import OutputFormat, console, emit_document, err_console, is_structured
 from moorage.plan import Instance
 from moorage.spec.loader import SpecFile, load_spec
 from moorage.spec.model import ServiceSpec
@@ -38,7 +38,6 @@ def to_yaml(documents: list[Any]) -> str:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--target", required=True, type=click.Choice(["kubernetes", "classic", "compose"]), help="What to render for.")
 @click.option(
-    "-o",
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Write files into this directory (kubernetes: one per object) instead of printing.",
@@ -79,8 +78,8 @@ def render(
 def _render_kubernetes(service: ServiceSpec, release_version: str | None, output_dir: Path | None, output_format: OutputFormat) -> None:
     manifests = kubernetes.render(service, release_version)
     if output_dir is None:
-        if output_format == "json":
-            emit_json({"apiVersion": "v1", "kind": "List", "items": manifests})  # kubectl apply -f - takes it
+        if is_structured(output_format):
+            emit_document({"apiVersion": "v1", "kind": "List", "items": manifests})  # kubectl apply -f - takes it
         else:
             console.out(to_yaml(manifests), end="", highlight=False)
         return
@@ -106,8 +105,8 @@ def _render_compose(spec: SpecFile, release_version: str | None, output_dir: Pat
     project = compose.render(service, artifact, version=version, context=context, source_name=spec_file.name)
     if context is not None:
         project.write_context(context)
-    if output_format == "json":
-        emit_json(project.document)
+    if is_structured(output_format):
+        emit_document(project.document)
     else:
         console.out(compose.to_yaml(project.document), end="", highlight=False)
 
@@ -117,8 +116,8 @@ def _render_classic(spec: SpecFile, inventory_path: Path, output_dir: Path | Non
     if output_format == "text":
         err_console.print(_plan_table(plan.instances, inventory_path))
     if output_dir is None:
-        if output_format == "json":
-            emit_json(variables)
+        if is_structured(output_format):
+            emit_document(variables)
         else:
             console.out(to_yaml([variables]), end="", highlight=False)
         return
@@ -138,8 +137,8 @@ def _plan_table(instances: tuple[Instance, ...], inventory: Path) -> Table:
 
 
 def _report_files(paths: list[str], output_format: OutputFormat) -> None:
-    if output_format == "json":
-        emit_json({"ok": True, "files": paths})
+    if is_structured(output_format):
+        emit_document({"ok": True, "files": paths})
     else:
         for path in paths:
             console.print(f"wrote {path}", markup=False)

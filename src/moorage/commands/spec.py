@@ -8,7 +8,7 @@ import click
 
 from moorage.commands.options import output_option
 from moorage.errors import EXIT_BAD_INPUT
-from moorage.output import OutputFormat, console, emit_json, err_console
+from moorage.output import OutputFormat, console, emit_document, err_console, is_structured
 from moorage.spec.loader import Diagnostic, SpecInvalid, load_spec
 from moorage.spec.schema import spec_json_schema
 
@@ -29,8 +29,8 @@ def validate(context: click.Context, files: tuple[Path, ...], output_format: Out
     """Check service spec FILEs; every problem is one FILE:LINE:COL line (exit 2 if any)."""
     results = [(file, _problems(file)) for file in files]
     all_valid = not any(problems for _, problems in results)
-    if output_format == "json":
-        emit_json(
+    if is_structured(output_format):
+        emit_document(
             {
                 "ok": all_valid,
                 "files": [
@@ -56,7 +56,7 @@ def schema(output_format: OutputFormat) -> None:
 
     The schema is JSON whatever --output says; the option is there like on every command.
     """
-    emit_json(spec_json_schema())
+    emit_document(spec_json_schema())
 
 
 COMMANDS: list[click.Command] = [validate, schema]

@@ -2,7 +2,7 @@
 
 The closure is computed against the base image itself (``apt-get install --download-only`` in a
 throw-away overlay of it), so a machine can install any of these packages from the repository
-alone, with no traffic leaving the host. Consul comes from Debian bullseye (see DESIGN.md).
+alone, with no traffic leaving the host. Consul comes from Debian bullseye (see docs/lab.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ``moorage/v1`` ``Service`` spec as pydantic models.
 
-YAML keys are camelCase (``maxPerHost``) and are the contract (DESIGN.md); Python
+YAML keys are camelCase (``maxPerHost``) and are the contract (docs/concepts.md); Python
 attributes are snake_case. Defaults follow the anchors: probes like Kubernetes
 (interval 10s, timeout 1s), updates like Nomad (maxParallel 1, minHealthy 10s,
 healthyDeadline 5m) but with autoRevert on.
