@@ -314,7 +314,7 @@ class Balancer:
     def __init__(self, options: BalancerOptions) -> None:
         self.options = options
         self.feed = BalancerFeed(options, ensure_key(Path(options.key_file)))
-        self.state_written = ""  # the text in the state file
+        self.state_written: str | None = None  # the text in the state file (None: not written by this process)
         self.fed: str | None = None  # the text NGINX took last (None: not known)
         self.failing = False
 
