@@ -160,6 +160,7 @@ def test_session_lab_has_the_documented_layout(lab: Any) -> None:
     assert sorted(groups) == ["lab-1", "lab-2", "lab-3", "lab-4"]
     assert [h.name for h in lab.group("consul_servers")] == ["lab-1", "lab-2", "lab-3"]
     assert [h.name for h in lab.group("docker_hosts")] == ["lab-4"]
+    assert [h.name for h in lab.group("lb")] == ["lab-1", "lab-3"]
     assert [h.name for h in lab.group("app")] == ["lab-1", "lab-2", "lab-3", "lab-4"]
     inventory = subprocess.run(
         [str(Path(MOORAGE).with_name("ansible-inventory")), "-i", str(lab.inventory), "--list"],

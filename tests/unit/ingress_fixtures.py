@@ -9,11 +9,14 @@ from ``consul_dev``.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +31,8 @@ from ruamel.yaml import YAML
 from waiting import stop_process
 
 NGINX = "/usr/sbin/nginx"
+# Debian's NGINX Lua module (libnginx-mod-http-lua) and the NDK it needs, by absolute path (NGINX runs in a temp prefix).
+LUA_MODULES = "\n".join(f"load_module /usr/share/nginx/modules/{module}.so;" for module in ("ndk_http_module", "ngx_http_lua_module"))
 
 REPO = Path(__file__).resolve().parents[2]
 LB_NODE = "lb-test"  # the Consul node name the fixture's watcher acknowledges as
@@ -76,19 +81,48 @@ def eventually(probe: Callable[[], T], timeout: float = 15.0, interval: float = 
 
 
 class Backend:
-    """A tiny HTTP server that answers every path with ``backend NAME`` (200)."""
+    """A tiny HTTP/1.1 server that answers GET and POST on every path with ``backend NAME`` (200).
+
+    It keeps connections open (keep-alive, as NGINX's upstream pool wants) and counts, per
+    connection, the requests it answered (not Consul's checks of ``/healthz``); ``stop`` closes the
+    listener and every open connection.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.lock = threading.Lock()
+        self.requests_by_connection: Counter[tuple[str, int]] = Counter()
+        self.open_connections: dict[tuple[str, int], socket.socket] = {}
         answer = f"backend {name}\n".encode()
+        backend = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 30
+
+            def setup(self) -> None:
+                super().setup()
+                with backend.lock:
+                    backend.open_connections[self.client_address] = self.connection
+
+            def finish(self) -> None:
+                with backend.lock:
+                    backend.open_connections.pop(self.client_address, None)
+                super().finish()
+
             def do_GET(self) -> None:
+                if self.path != "/healthz":  # Consul's check is not a request through NGINX
+                    with backend.lock:
+                        backend.requests_by_connection[self.client_address] += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -97,9 +131,26 @@ class Backend:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def requests(self) -> int:
+        with self.lock:
+            return sum(self.requests_by_connection.values())
+
+    def connections_open(self) -> int:
+        with self.lock:
+            return len(self.open_connections)
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        with self.lock:
+            connections = list(self.open_connections.values())
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 @contextmanager
@@ -172,6 +223,19 @@ class Ingress:
         """How often NGINX itself logged a reload (SIGHUP, 'reconfiguring')."""
         return self.error_log.read_text().count("(SIGHUP) received")
 
+    def start_nginx(self) -> None:
+        """Start NGINX (again): a fresh master, fresh shared memory."""
+        self.nginx = start_nginx(self.prefix, self.error_log)
+
+    def stop_nginx(self) -> None:
+        stop_process(self.nginx)
+        (self.prefix / "logs" / "nginx.pid").unlink(missing_ok=True)
+
+    def settings(self) -> dict[str, object]:
+        settings = json.loads(self.config.read_text())
+        assert isinstance(settings, dict)
+        return settings
+
     def log(self) -> str:
         return self.watcher_log.read_text()
 
@@ -189,7 +253,8 @@ def nginx_main_config(prefix: Path, output: Path) -> str:
     temp = prefix / "tmp"
     return f"""\
 # Like the role's nginx.conf: the routes come from moorage-ingress, in {output}.
-worker_processes 1;
+{LUA_MODULES}
+worker_processes 2;
 error_log {prefix}/logs/error.log notice;
 pid {prefix}/logs/nginx.pid;
 events {{ worker_connections 256; }}
@@ -220,7 +285,23 @@ def watcher_settings(consul: ConsulDev, prefix: Path, port: int, token_file: Pat
         "blocking_wait_seconds": 60,
         "backoff_max_seconds": 1.0,
         "ack_node": LB_NODE,
+        "balancer_listen": f"127.0.0.1:{free_port()}",
+        "balancer_key_file": str(prefix / "conf" / "balancer.key"),
+        "balancer_state_file": str(prefix / "state" / "backends.state"),
+        "balancer_shared_dict_size": "1m",
+        "balancer_check_seconds": 0.5,
     }
+
+
+def start_nginx(prefix: Path, error_log: Path) -> subprocess.Popen[bytes]:
+    """NGINX in the foreground with the prefix's main config; returns once it wrote its pid file."""
+    nginx = subprocess.Popen(
+        [NGINX, "-p", str(prefix), "-e", str(error_log), "-c", str(prefix / "conf" / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    eventually((prefix / "logs" / "nginx.pid").exists, timeout=10)
+    return nginx
 
 
 @contextmanager
@@ -240,15 +321,10 @@ def start_ingress(agents_root: Path, consul: ConsulDev, prefix: Path, token: str
     config.write_text(json.dumps(watcher_settings(consul, prefix, port, None if token_in_env else token_file)))
     error_log = prefix / "logs" / "error.log"
     error_log.touch()
-    nginx = subprocess.Popen(
-        [NGINX, "-p", str(prefix), "-e", str(error_log), "-c", str(main_config), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    nginx = start_nginx(prefix, error_log)
     watcher_log = prefix / "logs" / "watcher.log"
     env = {"CONSUL_HTTP_TOKEN": token} if token_in_env else {}
     with open(watcher_log, "wb") as log:
-        eventually((prefix / "logs" / "nginx.pid").exists, timeout=10)
         watcher = subprocess.Popen(
             agent_command(agents_root, "ingress", "--config", str(config)), stdout=log, stderr=subprocess.STDOUT, env=env
         )
@@ -259,4 +335,4 @@ def start_ingress(agents_root: Path, consul: ConsulDev, prefix: Path, token: str
         yield ingress
     finally:
         stop_process(watcher)
-        stop_process(nginx)
+        stop_process(ingress.nginx)

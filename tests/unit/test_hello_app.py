@@ -96,6 +96,17 @@ def test_root_answers_greeting_instance_and_version(run_app) -> None:
     assert body == "hi from hello-2, version 1.2.3\n"
 
 
+def test_post_takes_a_body_and_answers_like_get(run_app) -> None:
+    app = run_app()
+    request = urllib.request.Request(f"http://127.0.0.1:{app.port}/", data=b"x" * 1000, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert (response.status, response.read().decode()) == (200, "hi from hello-2, version 1.2.3\n")
+    too_big = urllib.request.Request(f"http://127.0.0.1:{app.port}/", data=b"", headers={"Content-Length": str(2 << 20)}, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(too_big, timeout=10)
+    assert refused.value.code == 400
+
+
 def test_port_comes_from_the_environment_without_the_option(run_app) -> None:
     assert run_app(use_port_env=True).get("/")[0] == 200
 

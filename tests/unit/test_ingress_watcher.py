@@ -9,6 +9,8 @@ is a bounded poll.
 
 from __future__ import annotations
 
+import http.client
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -103,40 +105,174 @@ def test_instances_in_maintenance_or_failing_their_check_get_no_traffic(consul: 
                 deregister(consul, service_id)
 
 
-def test_the_watcher_acknowledges_what_nginx_routes_per_service(consul: ConsulDev, ingress: Ingress) -> None:
+def test_acknowledged_means_routed_by_every_worker_at_once(consul: ConsulDev, ingress: Ingress) -> None:
     admin = ConsulClient(consul.url, consul.management_token or "")
     with backends("ack-a", "ack-b") as (first, second):
         ids = [register(consul, "ack", backend, ["route=ack.example.test/"]) for backend in (first, second)]
-        both = {f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"}
         try:
-            eventually(lambda: set(_acked(admin, "ack") or []) == both)
-            eventually(lambda: ingress.bodies("ack.example.test", 6) == {"backend ack-a\n", "backend ack-b\n"})
+            eventually(lambda: set(_acked(admin, "ack") or []) == {first.address, second.address})
+            assert ingress.bodies("ack.example.test", 8) == {"backend ack-a\n", "backend ack-b\n"}
 
             consul.api("PUT", f"/v1/agent/service/maintenance/{ids[0]}?enable=true&reason=test")
-            eventually(lambda: _acked(admin, "ack") == [f"127.0.0.1:{second.port}"])
-            eventually(lambda: ingress.bodies("ack.example.test", 6) == {"backend ack-b\n"})
+            eventually(lambda: _acked(admin, "ack") == [second.address])
+
+            # No waiting once acknowledged: every request from now on (both workers) goes to ack-b.
+            assert ingress.bodies("ack.example.test", 20) == {"backend ack-b\n"}
+            live = ingress.output.read_text()
+            assert f"# ack: {second.address};" in live  # the line the service role's drain check greps for
+            assert f"{first.address};" not in live
         finally:
             for service_id in ids:
                 deregister(consul, service_id)
         eventually(lambda: read_acks(admin).ack(LB_NODE, "ack") is None)  # routed no more: the key is gone
 
 
-def test_a_burst_of_20_registrations_causes_few_reloads(consul: ConsulDev, ingress: Ingress) -> None:
+def test_instances_coming_going_passing_and_failing_reload_nothing(consul: ConsulDev, ingress: Ingress) -> None:
+    """The life of a routed service's instances: the balancer follows, NGINX never reloads, a client keeps its connection."""
+    host = "life.example.test"
+    admin = ConsulClient(consul.url, consul.management_token or "")
+    with backends("life-a", "life-b", "life-c") as (first, second, third):
+        ids = [register(consul, "life", first, [f"route={host}/"])]
+        eventually(lambda: ingress.get(host) == (200, "backend life-a\n"))
+        eventually(lambda: _acked(admin, "life") == [first.address])
+        reloads_before = ingress.reloads()
+        client = http.client.HTTPConnection("127.0.0.1", ingress.port, timeout=5)
+        client.connect()
+        kept = client.sock
+
+        def served() -> set[str]:
+            bodies = set()
+            for _ in range(12):
+                client.request("GET", "/", headers={"Host": host})
+                bodies.add(client.getresponse().read().decode())
+            return bodies
+
+        try:
+            ids += [register(consul, "life", backend, [f"route={host}/"]) for backend in (second, third)]  # they come
+            eventually(lambda: set(_acked(admin, "life") or []) == {first.address, second.address, third.address})
+            assert served() == {"backend life-a\n", "backend life-b\n", "backend life-c\n"}
+
+            consul.api("PUT", f"/v1/agent/service/maintenance/{ids[0]}?enable=true&reason=test")  # one is drained
+            eventually(lambda: _acked(admin, "life") == sorted([second.address, third.address]))
+            assert served() == {"backend life-b\n", "backend life-c\n"}
+
+            third.stop()  # one fails its check
+            eventually(lambda: _acked(admin, "life") == [second.address])
+            assert served() == {"backend life-b\n"}
+
+            deregister(consul, ids.pop())  # one goes
+            consul.api("PUT", f"/v1/agent/service/maintenance/{ids[0]}?enable=false")  # one passes again
+            eventually(lambda: _acked(admin, "life") == sorted([first.address, second.address]))
+            assert served() == {"backend life-a\n", "backend life-b\n"}
+
+            for service_id in ids:  # none passes: the route answers 503
+                consul.api("PUT", f"/v1/agent/service/maintenance/{service_id}?enable=true&reason=test")
+            eventually(lambda: _acked(admin, "life") == [])
+            client.request("GET", "/", headers={"Host": host})
+            answer = client.getresponse()
+            assert (answer.status, answer.read().decode()) == (503, f"no healthy instance for {host}/\n")
+
+            assert client.sock is kept  # one client connection throughout
+            assert ingress.reloads() == reloads_before
+        finally:
+            client.close()
+            for service_id in ids:
+                deregister(consul, service_id)
+
+
+def test_a_new_route_reloads_once_for_a_burst_and_its_instances_none(consul: ConsulDev, ingress: Ingress) -> None:
     reloads_before = ingress.reloads()
     names = [f"burst-{number}" for number in range(20)]
+    admin = ConsulClient(consul.url, consul.management_token or "")
     with backends(*names) as started:
         ids = []
         for backend in started:  # one a little apart from the next: more than a reload takes, less than the quiet time
             ids.append(register(consul, "burst", backend, ["route=burst.example.test/"]))
             time.sleep(0.05)
         try:
-            eventually(lambda: ingress.output.read_text().count("server 127.0.0.1:") == 20)
-            eventually(lambda: ingress.bodies("burst.example.test", 40) >= {"backend burst-0\n", "backend burst-19\n"} or None)
+            eventually(lambda: len(_acked(admin, "burst") or []) == 20)
+            assert ingress.bodies("burst.example.test", 60) == {f"backend {name}\n" for name in names}
 
-            assert ingress.reloads() - reloads_before <= 3
+            assert ingress.reloads() - reloads_before == 1  # the new route; the 20 instances none
         finally:
             for service_id in ids:
                 deregister(consul, service_id)
+
+
+def test_pooled_connections_to_a_drained_instance_are_not_reused(consul: ConsulDev, ingress: Ingress) -> None:
+    """NGINX keeps idle connections to the instances (upstream keepalive); a drained one's stay unused until it closes them."""
+    host = "pool.example.test"
+    admin = ConsulClient(consul.url, consul.management_token or "")
+    with backends("pool-a", "pool-b") as (first, second):
+        ids = [register(consul, "pool", backend, [f"route={host}/"]) for backend in (first, second)]
+        try:
+            eventually(lambda: set(_acked(admin, "pool") or []) == {first.address, second.address})
+            for _ in range(40):
+                ingress.get(host)
+            assert first.requests() >= 10 and second.requests() >= 10
+            assert 0 < first.connections_open() < first.requests()  # pooled: a connection carries many requests
+            served_by_first = first.requests()
+
+            consul.api("PUT", f"/v1/agent/service/maintenance/{ids[0]}?enable=true&reason=test")
+            eventually(lambda: _acked(admin, "pool") == [second.address])
+            answers = [ingress.get(host) for _ in range(40)]
+
+            assert set(answers) == {(200, "backend pool-b\n")}
+            assert first.requests() == served_by_first  # not one more request, over any pooled connection
+            assert first.connections_open() > 0  # while NGINX still holds idle connections to it
+            first.stop()  # the instance stops and closes them: NGINX drops them and serves on
+            assert {ingress.get(host) for _ in range(10)} == {(200, "backend pool-b\n")}
+        finally:
+            for service_id in ids:
+                deregister(consul, service_id)
+
+
+def test_a_restarted_nginx_routes_at_once_and_is_fed_again(agents_root: Path, consul: ConsulDev, token: str, tmp_path: Path) -> None:  # noqa: F811
+    host = "restart.example.test"
+    with start_ingress(agents_root, consul, tmp_path / "nginx", token) as ingress, backends("restart") as (backend,):
+        service_id = register(consul, "restart", backend, [f"route={host}/"])
+        try:
+            eventually(lambda: ingress.get(host) == (200, "backend restart\n"))
+            state_file = Path(str(ingress.settings()["balancer_state_file"]))
+
+            ingress.watcher.send_signal(signal.SIGSTOP)  # the watcher cannot help: NGINX loads the state file itself
+            try:
+                ingress.stop_nginx()
+                ingress.start_nginx()
+                assert eventually(lambda: ingress.get(host)) == (200, "backend restart\n")
+            finally:
+                ingress.watcher.send_signal(signal.SIGCONT)
+
+            state_file.unlink()  # without the file a restarted NGINX starts empty: the watcher notices and feeds it
+            ingress.stop_nginx()
+            ingress.start_nginx()
+            eventually(lambda: ingress.get(host) == (200, "backend restart\n"))
+            assert "feeding it again" in ingress.log() or "fed NGINX's balancer again" in ingress.log()
+            assert ingress.watcher.poll() is None
+        finally:
+            deregister(consul, service_id)
+
+
+def test_the_feed_wants_its_key_and_listens_on_loopback_only(ingress: Ingress, agents_root: Path, tmp_path: Path) -> None:  # noqa: F811
+    listen = str(ingress.settings()["balancer_listen"])
+    feed_host, _, feed_port = listen.rpartition(":")
+    connection = http.client.HTTPConnection(feed_host, int(feed_port), timeout=5)
+    try:
+        connection.request("POST", "/backends", body=b"anything 10.0.0.1:80\n", headers={"X-Moorage-Key": "guessed"})
+        refused = connection.getresponse()
+        assert (refused.status, refused.read() is not None) == (403, True)
+    finally:
+        connection.close()
+    assert f"listen {listen};" in ingress.output.read_text()
+    settings = tmp_path / "ingress.json"
+    settings.write_text('{"balancer_listen": "0.0.0.0:10247"}')
+
+    result = run_watcher(agents_root, ["--config", str(settings), "--once"])
+
+    assert result.returncode == 2
+    assert result.stdout.strip().splitlines() == [
+        "ERROR balancer_listen: want a loopback ADDRESS:PORT (127.0.0.1:10247), got '0.0.0.0:10247'"
+    ]
 
 
 def test_a_malformed_route_tag_is_ignored_and_the_rest_still_routes(consul: ConsulDev, ingress: Ingress) -> None:
@@ -154,16 +290,20 @@ def test_a_malformed_route_tag_is_ignored_and_the_rest_still_routes(consul: Cons
 def test_a_candidate_failing_nginx_t_is_refused_and_the_old_config_keeps_serving(consul: ConsulDev, ingress: Ingress) -> None:
     # A valid DNS name, but longer than nginx's server_names_hash_bucket_size allows: nginx -t fails.
     too_long = ".".join(["a" * 60] * 3) + ".test"
-    with backends("good", "later") as (good, later):
+    with backends("good", "later", "good-2") as (good, later, good_2):
         good_id = register(consul, "good", good, ["route=good.example.test/"])
         eventually(lambda: ingress.get("good.example.test") == (200, "backend good\n"))
         bad_id = register(consul, "long", good, [f"route={too_long}/"])
         try:
             eventually(lambda: "refused by nginx -t" in ingress.log())
 
-            assert ingress.output.with_name("ingress.conf.rejected").read_text().count(too_long) == 1
+            assert ingress.output.with_name("ingress.conf.rejected").read_text().count(f"server_name {too_long};") == 1
             assert too_long not in ingress.output.read_text()
             assert ingress.get("good.example.test") == (200, "backend good\n")
+            # The other services' instances still reach NGINX while the refused candidate waits for a change.
+            good_2_id = register(consul, "good", good_2, ["route=good.example.test/"])
+            eventually(lambda: ingress.bodies("good.example.test", 6) == {"backend good\n", "backend good-2\n"})
+            deregister(consul, good_2_id)
 
             deregister(consul, bad_id)
             later_id = register(consul, "later", later, ["route=later.example.test/"])
@@ -174,7 +314,7 @@ def test_a_candidate_failing_nginx_t_is_refused_and_the_old_config_keeps_serving
 
 
 def test_once_applies_then_reports_unchanged_and_fails_when_consul_is_away(ingress: Ingress) -> None:
-    ingress.output.write_text(ingress.output.read_text() + "# stale\n")
+    ingress.output.write_text("# stale\n" + ingress.output.read_text())
 
     applied = ingress.run_once()
     again = ingress.run_once()

@@ -18,15 +18,15 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from ingress_fixtures import LUA_MODULES, NGINX
 from pydantic import ValidationError
 
 from moorage.agents import routes
+from moorage.agents.balancer import BalancerOptions, ensure_key
 from moorage.agents.ingress import routes_by_service
 from moorage.agents.render import RenderOptions, RoutedService, render
 from moorage.cli import cli
 from moorage.spec.model import ServiceSpec
-
-NGINX = "/usr/sbin/nginx"
 
 # Labels and segments near the rules' edges: valid ones, and each way of breaking them.
 VALID_LABEL = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
@@ -100,7 +100,7 @@ def test_the_spec_model_and_the_ingress_accept_the_same_routes(host: str, path: 
         assert read == routes.Route(host, path), tag
         text = rendered(read)
         assert f"    server_name {host};" in text
-        assert ("    location / { proxy_pass" if path == "/" else f"    location = {path} {{ proxy_pass") in text
+        assert ("    location / {\n" if path == "/" else f"    location = {path} {{\n") in text
     elif read is not None:
         # The watcher reads hand-written tags leniently (host case, a trailing /): what it routes
         # is then a different, normalised route, and that one the spec accepts.
@@ -195,10 +195,12 @@ def test_nginx_accepts_the_config_rendered_for_any_valid_routes(
     services = [
         RoutedService(f"svc{number}", (route,), ("127.0.0.1:8080",) if number % 2 else ()) for number, route in enumerate(route_list)
     ]
-    (prefix / "routes.conf").write_text(render(services, RenderOptions(listen=("127.0.0.1:18080",))).text)
+    balancer = BalancerOptions(key_file=str(prefix / "balancer.key"), state_file=str(prefix / "backends.state"))
+    ensure_key(prefix / "balancer.key")  # NGINX's Lua module reads it when it loads the config, also for nginx -t
+    (prefix / "routes.conf").write_text(render(services, RenderOptions(listen=("127.0.0.1:18080",), balancer=balancer)).text)
     # Host names up to 253 characters need a bigger bucket than NGINX's default (the role's README says so).
     (prefix / "nginx.conf").write_text(
-        f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\nevents {{}}\n"
+        f"{LUA_MODULES}\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\nevents {{}}\n"
         f"http {{\n  server_names_hash_bucket_size 512;\n  server_names_hash_max_size 4096;\n  include {prefix}/routes.conf;\n}}\n"
     )
 

@@ -6,6 +6,7 @@ GET /         a greeting with the version and instance (MOORAGE_VERSION, MOORAGE
 GET /healthz  200 "ok"; 500 when HELLO_FAIL_HEALTH=1 (a release whose health never passes)
 GET /metrics  Prometheus text format: requests by path and code, hello_info{version=...} 1
 GET /sleep?seconds=N  answers after N seconds (at most 30): a long request to watch draining
+POST /        takes a body (at most 1 MiB) and answers like GET /
 
 SIGTERM (or SIGINT) stops accepting connections, lets requests in flight finish, exits 0.
 """
@@ -28,6 +29,7 @@ GREETING = os.environ.get("GREETING", "hello")
 FAIL_HEALTH = os.environ.get("HELLO_FAIL_HEALTH") == "1"
 KNOWN_PATHS = ("/", "/healthz", "/metrics", "/sleep")
 MAX_SLEEP_SECONDS = 30.0
+MAX_POST_BYTES = 1 << 20
 
 
 class Metrics:
@@ -82,6 +84,22 @@ class Handler(BaseHTTPRequestHandler):
             print(f"{self.address_string()} sleeping {seconds:g}s", flush=True)
             time.sleep(seconds)
             self._answer(200, f"slept {seconds:g}s on {INSTANCE}, version {VERSION}\n")
+        else:
+            self._answer(404, f"not found: {url.path}, version {VERSION}\n")
+
+    def do_POST(self) -> None:
+        """POST / takes a body (at most MAX_POST_BYTES) and answers like GET / (load tests send both)."""
+        url = urlsplit(self.path)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_POST_BYTES:
+            self._answer(400, f"Content-Length must be a number from 0 to {MAX_POST_BYTES}, version {VERSION}\n")
+            return
+        self.rfile.read(length)
+        if url.path == "/":
+            self._answer(200, f"{GREETING} from {INSTANCE}, version {VERSION}\n")
         else:
             self._answer(404, f"not found: {url.path}, version {VERSION}\n")
 

@@ -1,5 +1,8 @@
 """Bringing NGINX to a rendered configuration: test the candidate, swap it in atomically, reload.
 
+Only the configuration itself; the servers of each upstream go to NGINX's balancer without a
+reload (``balancer.py``).
+
 Like consul-template's ``manager/renderer.go`` (render, compare, atomic write), with a test first:
 the candidate goes through ``nginx -t`` inside a full copy of the main config (whose one include
 of the live file points at the candidate). A refused candidate is kept as ``OUTPUT.rejected``
@@ -17,6 +20,8 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from .render import split_live
 
 LOG = logging.getLogger("moorage-ingress")
 COMMAND_TIMEOUT_SECONDS = 60
@@ -83,7 +88,11 @@ def one_line(text: str) -> str:
 
 
 class Applier:
-    """Brings the live file to a rendered text; remembers the last text NGINX refused."""
+    """Brings the live file to a rendered configuration; remembers the last text NGINX refused.
+
+    The live file is the configuration, then the comments of the servers the balancer was fed
+    (``render.backends_comment``): only a change of the configuration is tested and reloaded.
+    """
 
     def __init__(self, options: ApplyOptions) -> None:
         self.options = options
@@ -95,21 +104,30 @@ class Applier:
         except FileNotFoundError:
             return None
 
-    def apply(self, text: str) -> Outcome:
+    def live_config(self) -> str | None:
+        """The configuration part of the live file (None: no file)."""
+        text = self.live_text()
+        return None if text is None else split_live(text)[0]
+
+    def refused(self, config: str) -> bool:
+        """Whether NGINX refused this very configuration last time (it is not tried again)."""
+        return hashlib.sha256(config.encode()).hexdigest() == self.rejected_digest
+
+    def apply(self, config: str, comment: str = "") -> Outcome:
         """Test, swap, reload. Raises OSError, SubprocessError or UnusableMainConfig when it cannot try."""
-        if self.live_text() == text:
+        if self.live_config() == config:
+            self.note(comment)
             return Outcome.UNCHANGED
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if digest == self.rejected_digest:
+        if self.refused(config):
             return Outcome.REJECTED
         output = self.options.output
         candidate = output.with_name(f"{output.name}.candidate")
-        candidate.write_text(text)
+        candidate.write_text(joined(config, comment))
         passed, words = check_with_nginx(self.options, candidate)
         if not passed:
             rejected = output.with_name(f"{output.name}.rejected")
             os.replace(candidate, rejected)
-            self.rejected_digest = digest
+            self.rejected_digest = hashlib.sha256(config.encode()).hexdigest()
             LOG.error("candidate refused by nginx -t, kept as %s; still serving the last good config: %s", rejected, one_line(words))
             return Outcome.REJECTED
         os.replace(candidate, output)
@@ -118,3 +136,20 @@ class Applier:
             LOG.error("new config in place but the reload failed: %s", one_line(words))
             return Outcome.RELOAD_FAILED
         return Outcome.APPLIED
+
+    def note(self, comment: str) -> None:
+        """Rewrite the comment part of the live file (atomically, no reload) when it differs."""
+        text = self.live_text()
+        if text is None:
+            return
+        config, live_comment = split_live(text)
+        if live_comment == comment:
+            return
+        output = self.options.output
+        noted = output.with_name(f"{output.name}.noted")
+        noted.write_text(joined(config, comment))
+        os.replace(noted, output)
+
+
+def joined(config: str, comment: str) -> str:
+    return f"{config}\n{comment}" if comment else config

@@ -39,10 +39,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -50,15 +52,26 @@ from pathlib import Path
 from types import FrameType
 
 from .acks import AckWriter
-from .apply import Applier, ApplyOptions, Outcome, UnusableMainConfig
+from .apply import Applier, ApplyOptions, Outcome, UnusableMainConfig, one_line, reload_nginx
+from .balancer import (
+    BalancerError,
+    BalancerFeed,
+    BalancerOptions,
+    ensure_key,
+    is_ip_backend,
+    is_loopback_listen,
+    state_text,
+    write_state_file,
+)
 from .consul import Answer, ConsulClient, ConsulError, client_from_environment
-from .render import Rendering, RenderOptions, RoutedService, render
+from .render import Rendering, RenderOptions, RoutedService, backends_comment, live_config_id, render, upstream_services
 from .routes import InvalidRoute, Route, is_route_tag, parse_route_tag
 from .settings import SettingsError, load_settings
-from .watch import Query, Watcher, WatchOptions, backoff_seconds, wait_for_quiet
+from .watch import Query, Watcher, WatchOptions, backoff_seconds
 
 LOG = logging.getLogger("moorage-ingress")
 CATALOG = Query("/v1/catalog/services")
+ROUTABLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # a routed service's name: an NGINX upstream, a Lua string
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,12 @@ class Settings:
     proxy_send_timeout: str = "60s"
     proxy_next_upstream_tries: int = 3
     ack_node: str = ""  # this lb's Consul node name: acks go to moorage/ingress/NODE/ (empty: no acks)
+    balancer_listen: str = "127.0.0.1:10247"  # the balancer's feed (a loopback address)
+    balancer_key_file: str = "/etc/moorage/ingress/balancer.key"
+    balancer_state_file: str = "/var/lib/moorage/ingress/backends.state"
+    balancer_shared_dict_size: str = "8m"
+    balancer_check_seconds: float = 5.0  # how often the fed state is compared with what NGINX holds
+    reload_settle_seconds: float = 10.0  # the longest wait for NGINX to run a reloaded config
 
     def render_options(self) -> RenderOptions:
         return RenderOptions(
@@ -89,7 +108,22 @@ class Settings:
             proxy_read_timeout=self.proxy_read_timeout,
             proxy_send_timeout=self.proxy_send_timeout,
             proxy_next_upstream_tries=self.proxy_next_upstream_tries,
+            balancer=self.balancer_options(),
         )
+
+    def balancer_options(self) -> BalancerOptions:
+        return BalancerOptions(
+            self.balancer_listen,
+            self.balancer_key_file,
+            self.balancer_state_file,
+            self.balancer_shared_dict_size,
+            self.proxy_next_upstream_tries,
+        )
+
+    def check(self) -> None:
+        """SettingsError unless the balancer's feed is on a loopback address."""
+        if not is_loopback_listen(self.balancer_listen):
+            raise SettingsError(f"balancer_listen: want a loopback ADDRESS:PORT (127.0.0.1:10247), got {self.balancer_listen!r}")
 
     def apply_options(self) -> ApplyOptions:
         return ApplyOptions(Path(self.output), Path(self.nginx_main_config), self.nginx_command, self.reload_command)
@@ -113,9 +147,9 @@ def health_query(service: str) -> Query:
 
 
 def routes_by_service(catalog: Mapping[str, Iterable[str] | None]) -> tuple[dict[str, tuple[Route, ...]], list[str]]:
-    """From ``/v1/catalog/services`` (name -> tags): each routed service's routes, and the bad tags with why."""
+    """From ``/v1/catalog/services`` (name -> tags): each routed service's routes, and what was ignored and why."""
     routed: dict[str, tuple[Route, ...]] = {}
-    bad_tags: list[str] = []
+    ignored: list[str] = []
     for name, tags in sorted(catalog.items()):
         routes: set[Route] = set()
         for tag in tags or ():
@@ -124,26 +158,42 @@ def routes_by_service(catalog: Mapping[str, Iterable[str] | None]) -> tuple[dict
             try:
                 routes.add(parse_route_tag(tag))
             except InvalidRoute as err:
-                bad_tags.append(f"{name}: {tag} ({err})")
-        if routes:
+                ignored.append(f"ignored invalid route tag (want route=HOST/PATH): {name}: {tag} ({err})")
+        if routes and not ROUTABLE_NAME.fullmatch(name):
+            ignored.append(f"ignored service {name!r}: a routed service's name has letters, digits, '.', '_' and '-' only")
+        elif routes:
             routed[name] = tuple(sorted(routes))
-    return routed, bad_tags
+    return routed, ignored
 
 
-def passing_instances(entries: Iterable[object]) -> tuple[str, ...]:
-    """``address:port`` of each entry of ``/v1/health/service/NAME?passing=1``."""
+def instance_address(entry: object) -> str | None:
+    """``address:port`` of one entry of ``/v1/health/service/NAME`` (None: it has none)."""
+    if not isinstance(entry, dict):
+        return None
+    service, node = entry.get("Service"), entry.get("Node")
+    if not isinstance(service, dict) or not isinstance(node, dict):
+        return None
+    address = str(service.get("Address") or node.get("Address") or "")
+    port = service.get("Port")
+    if not address or not isinstance(port, int) or port <= 0:
+        return None
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def passing_instances(entries: Iterable[object], service: str = "") -> tuple[str, ...]:
+    """``address:port`` of each entry of ``/v1/health/service/NAME?passing=1`` with an IP address.
+
+    The balancer resolves no names: an instance registered with a host name is left out (logged).
+    """
     instances: set[str] = set()
     for entry in entries:
-        if not isinstance(entry, dict):
+        address = instance_address(entry)
+        if address is None:
             continue
-        service, node = entry.get("Service"), entry.get("Node")
-        if not isinstance(service, dict) or not isinstance(node, dict):
+        if not is_ip_backend(address):
+            LOG.warning("ignored instance %s of %s: the ingress routes to IP addresses only", address, service or "a service")
             continue
-        address = str(service.get("Address") or node.get("Address") or "")
-        port = service.get("Port")
-        if not address or not isinstance(port, int) or port <= 0:
-            continue
-        instances.add(f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
+        instances.add(address)
     return tuple(sorted(instances))
 
 
@@ -179,7 +229,7 @@ class CatalogWatch:
         self.state = state
         self.watcher = Watcher(client, settings.watch_options(), self.deliver, LOG)
         self.service_of: dict[Query, str] = {}
-        self.reported_bad_tags: set[str] = set()
+        self.reported: set[str] = set()  # what was ignored and logged already
 
     def start(self) -> None:
         self.watcher.add(CATALOG)
@@ -194,10 +244,10 @@ class CatalogWatch:
         if not isinstance(document, dict):
             LOG.warning("unexpected answer from %s ignored", CATALOG)
             return
-        routes, bad_tags = routes_by_service(document)
-        for bad in sorted(set(bad_tags) - self.reported_bad_tags):
-            LOG.warning("ignored invalid route tag (want route=HOST/PATH): %s", bad)
-        self.reported_bad_tags = set(bad_tags)
+        routes, ignored = routes_by_service(document)
+        for message in sorted(set(ignored) - self.reported):
+            LOG.warning("%s", message)
+        self.reported = set(ignored)
         with self.state.lock:
             if routes == self.state.routes:
                 return
@@ -214,7 +264,7 @@ class CatalogWatch:
         self.state.changed.set()
 
     def on_health(self, service: str, document: object, index: int) -> None:
-        instances = passing_instances(document if isinstance(document, list) else [])
+        instances = passing_instances(document if isinstance(document, list) else [], service)
         with self.state.lock:
             if self.state.routes is None or service not in self.state.routes or self.state.instances.get(service) == instances:
                 return
@@ -223,7 +273,7 @@ class CatalogWatch:
         self.state.changed.set()
 
 
-# --- run modes ----------------------------------------------------------------------------------
+# --- bringing NGINX to the catalog ---------------------------------------------------------------
 
 
 class Acknowledger:
@@ -243,7 +293,7 @@ class Acknowledger:
             self.pending = (backends, indexes)
             self.failures += 1
             if self.failures == 1:
-                LOG.warning("could not write the acknowledgments (retrying): %s", err)
+                LOG.warning("could not write the acknowledgments (retrying): %s", one_line(str(err)))
             return
         if changed:
             LOG.info("acknowledged %s", ", ".join(f"{name}={len(backends.get(name, ()))}" for name in changed))
@@ -258,37 +308,166 @@ class Acknowledger:
         return None if self.pending is None else backoff_seconds(self.failures, cap)
 
 
-def apply_and_log(applier: Applier, services: list[RoutedService], settings: Settings) -> tuple[Outcome, Rendering]:
-    rendering = render(services, settings.render_options())
-    for conflict in rendering.conflicts:
-        LOG.warning("%s", conflict)
-    try:
-        outcome = applier.apply(rendering.text)
-    except (OSError, subprocess.SubprocessError) as err:
-        LOG.error("could not apply the new config (the last good one stays): %s", err)
-        return Outcome.FAILED, rendering
-    if outcome is Outcome.APPLIED:
-        LOG.info("applied new config and reloaded nginx: %s", describe(services))
-    return outcome, rendering
+class Balancer:
+    """NGINX's balancer as the watcher feeds it: the state file, then the feed endpoint."""
+
+    def __init__(self, options: BalancerOptions) -> None:
+        self.options = options
+        self.feed = BalancerFeed(options, ensure_key(Path(options.key_file)))
+        self.state_written: str | None = None  # the text in the state file (None: not written by this process)
+        self.fed: str | None = None  # the text NGINX took last (None: not known)
+        self.failing = False
+
+    def take(self, backends: Mapping[str, Iterable[str]]) -> bool:
+        """Make NGINX route each service to these servers; False when NGINX could not be fed (logged once)."""
+        text = state_text(backends)
+        if text == self.fed:
+            return True
+        if text != self.state_written:
+            write_state_file(Path(self.options.state_file), text)
+            self.state_written = text
+        try:
+            self.feed.feed(text)
+        except BalancerError as err:
+            self.fed = None
+            if not self.failing:
+                LOG.warning("could not feed NGINX's balancer (retrying; NGINX loads the state file when it starts): %s", err)
+            self.failing = True
+            return False
+        if self.failing:
+            LOG.info("fed NGINX's balancer again")
+        self.fed, self.failing = text, False
+        return True
+
+    def verify(self) -> str | None:
+        """Compare what NGINX holds with what was fed (feed again on a difference); the config id NGINX runs."""
+        try:
+            reported = self.feed.report()
+        except BalancerError:
+            self.fed = None  # NGINX away: feed again once it answers
+            return None
+        if self.fed is not None and reported.state != self.fed:
+            LOG.warning("NGINX's balancer does not hold the fed state (NGINX restarted?); feeding it again")
+            self.fed = None
+        return reported.config_id
+
+    def wait_for_config(self, config_id: str, seconds: float) -> bool:
+        """Wait until NGINX runs the configuration ``config_id`` (a reload takes a moment to take effect)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if self.feed.report().config_id == config_id:
+                    return True
+            except BalancerError:
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Converged:
+    outcome: Outcome  # of the configuration: UNCHANGED when only the balancer changed
+    reload_pending: bool  # the configuration differs from the live one and was not tried (debounce)
+    routed: bool  # NGINX routes what the catalog says (balancer fed, configuration current)
+
+
+class Ingress:
+    """Brings NGINX to the catalog: the balancer at once, the configuration (a reload) only when it changed."""
+
+    def __init__(self, settings: Settings, client: ConsulClient) -> None:
+        self.settings = settings
+        self.applier = Applier(settings.apply_options())
+        self.balancer = Balancer(settings.balancer_options())
+        self.acknowledger = Acknowledger(client, settings.ack_node)
+        self.reported: set[str] = set()
+
+    def converge(self, services: list[RoutedService], indexes: Mapping[str, int], *, reload_allowed: bool) -> Converged:
+        """Feed the balancer; with ``reload_allowed``, test, swap and reload a changed configuration; acknowledge."""
+        rendering = render(services, self.settings.render_options())
+        for conflict in sorted(set(rendering.conflicts) - self.reported):
+            LOG.warning("%s", conflict)
+        self.reported = set(rendering.conflicts)
+        live = self.applier.live_config()
+        outcome = Outcome.UNCHANGED
+        changed = rendering.text != live
+        refused = changed and self.applier.refused(rendering.text)
+        if changed and reload_allowed and not refused:
+            if live is not None and live_config_id(live):
+                # First the servers of every service either configuration routes: new workers find theirs at once.
+                routable = {name: rendering.backends.get(name, ()) for name in upstream_services(live)}
+                self.balancer.take({**routable, **{name: servers for name, servers in rendering.backends.items() if servers}})
+            outcome = self.apply(rendering, services)
+            live = self.applier.live_config()
+        elif refused:
+            outcome = Outcome.REJECTED
+        if live is None or not live_config_id(live):
+            return Converged(outcome, changed and not reload_allowed, routed=False)  # not a config of ours yet: nothing to feed
+        routed_backends = {name: rendering.backends.get(name, ()) for name in upstream_services(live)}
+        fed = self.balancer.take(routed_backends)
+        if fed:
+            self.applier.note(backends_comment(routed_backends))
+            self.acknowledger.publish({service.name: routed_backends.get(service.name, ()) for service in services}, indexes)
+        pending = changed and not reload_allowed and not refused
+        return Converged(outcome, pending, routed=fed and (not changed or outcome is Outcome.APPLIED))
+
+    def apply(self, rendering: Rendering, services: list[RoutedService]) -> Outcome:
+        try:
+            outcome = self.applier.apply(rendering.text, backends_comment(rendering.backends))
+        except (OSError, subprocess.SubprocessError) as err:
+            LOG.error("could not apply the new config (the last good one stays): %s", err)
+            return Outcome.FAILED
+        if outcome is Outcome.APPLIED:
+            settle = self.settings.reload_settle_seconds
+            if not self.balancer.wait_for_config(rendering.config_id, settle):
+                LOG.warning("NGINX did not report config %s within %gs of the reload", rendering.config_id, settle)
+            LOG.info("applied new config and reloaded nginx: %s", describe(services))
+        return outcome
+
+    def housekeeping(self) -> None:
+        """Between changes: NGINX holds the fed state and runs the live config; failed acknowledgments are written."""
+        running = self.balancer.verify()
+        live = self.applier.live_config()
+        expected = live_config_id(live or "")
+        if running and expected and running != expected:
+            LOG.warning("NGINX runs config %s, not the live %s (a failed reload?); reloading", running, expected)
+            reloaded, words = reload_nginx(self.applier.options)
+            if not reloaded:
+                LOG.error("reload failed: %s", one_line(words))
+        self.acknowledger.retry()
 
 
 def run_daemon(settings: Settings, client: ConsulClient) -> None:
+    """Watch the catalog; the balancer follows every change at once, a reload waits for quiet (debounce)."""
     state = CatalogState()
-    applier = Applier(settings.apply_options())
-    acknowledger = Acknowledger(client, settings.ack_node)
+    ingress = Ingress(settings, client)
     CatalogWatch(client, settings, state).start()
-    LOG.info("watching %s; writing %s", client.url, settings.output)
+    LOG.info("watching %s; writing %s; feeding NGINX's balancer on %s", client.url, settings.output, settings.balancer_listen)
+    first_change: float | None = None  # of a burst whose configuration change waits for quiet
+    last_change = 0.0
+    next_check = time.monotonic() + settings.balancer_check_seconds
     while True:
-        if not state.changed.wait(acknowledger.retry_seconds(settings.backoff_max_seconds)):
-            acknowledger.retry()
-            continue
-        wait_for_quiet(state.changed, settings.quiet_seconds, settings.max_delay_seconds)
+        now = time.monotonic()
+        reload_at = None if first_change is None else min(last_change + settings.quiet_seconds, first_change + settings.max_delay_seconds)
+        retry = ingress.acknowledger.retry_seconds(settings.backoff_max_seconds)
+        waits = [next_check - now, *([] if reload_at is None else [reload_at - now]), *([] if retry is None else [retry])]
+        changed = state.changed.wait(max(min(waits), 0.0))
+        state.changed.clear()
+        now = time.monotonic()
+        if changed:
+            last_change = now
+            first_change = now if first_change is None else first_change
+        if now >= next_check:
+            ingress.housekeeping()
+            next_check = now + settings.balancer_check_seconds
+        elif retry is not None and not changed:
+            ingress.acknowledger.retry()
         snapshot = state.snapshot()
-        if snapshot is not None:
-            services, indexes = snapshot
-            outcome, rendering = apply_and_log(applier, services, settings)
-            if outcome in (Outcome.APPLIED, Outcome.UNCHANGED):
-                acknowledger.publish(rendering.backends, indexes)
+        if snapshot is None or not (changed or first_change is not None or ingress.balancer.fed is None):
+            continue
+        due = first_change is not None and now >= min(last_change + settings.quiet_seconds, first_change + settings.max_delay_seconds)
+        if not ingress.converge(*snapshot, reload_allowed=due).reload_pending:
+            first_change = None
 
 
 def fetch_services(client: ConsulClient) -> tuple[list[RoutedService], dict[str, int]]:
@@ -296,33 +475,34 @@ def fetch_services(client: ConsulClient) -> tuple[list[RoutedService], dict[str,
     catalog = client.get(CATALOG.path, timeout=30).document
     if not isinstance(catalog, dict):
         raise ConsulError(f"{CATALOG}: unexpected answer")
-    routes, bad_tags = routes_by_service(catalog)
-    for bad in bad_tags:
-        LOG.warning("ignored invalid route tag (want route=HOST/PATH): %s", bad)
+    routes, ignored = routes_by_service(catalog)
+    for message in ignored:
+        LOG.warning("%s", message)
     services, indexes = [], {}
     for name, service_routes in routes.items():
         query = health_query(name)
         answer = client.get(query.path, dict(query.params), timeout=30)
         entries = answer.document if isinstance(answer.document, list) else []
-        services.append(RoutedService(name, service_routes, passing_instances(entries)))
+        services.append(RoutedService(name, service_routes, passing_instances(entries, name)))
         indexes[name] = answer.index
     return services, indexes
 
 
 def run_once(settings: Settings, client: ConsulClient) -> int:
+    """Bring NGINX to the catalog once: 0 when it routes what the catalog says, else 1."""
     try:
         services, indexes = fetch_services(client)
     except ConsulError as err:
         LOG.error("consul unreachable (%s); the live config is unchanged", err)
         return 1
-    outcome, rendering = apply_and_log(Applier(settings.apply_options()), services, settings)
-    if outcome is Outcome.UNCHANGED:
+    ingress = Ingress(settings, client)
+    converged = ingress.converge(services, indexes, reload_allowed=True)
+    if converged.outcome is Outcome.UNCHANGED and converged.routed:
         LOG.info("config unchanged: %s", describe(services))
-    if outcome not in (Outcome.APPLIED, Outcome.UNCHANGED):
+    if not converged.routed:
+        LOG.error("NGINX does not route what the catalog says (see above)")
         return 1
-    acknowledger = Acknowledger(client, settings.ack_node)
-    acknowledger.publish(rendering.backends, indexes)
-    return 0 if acknowledger.pending is None else 1
+    return 0 if ingress.acknowledger.pending is None else 1
 
 
 def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -338,6 +518,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stdout)
     try:
         settings = load_settings(Settings, args.config)
+        settings.check()
         client = consul_client(settings, os.environ)
         if args.once:
             return run_once(settings, client)

@@ -19,9 +19,9 @@ from moorage.lab.image import ensure_base_image, image_inputs
 
 SUITES = ("bookworm", "bullseye")  # bullseye for consul only: it is in no newer suite
 # Bump when the recipe below changes.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: NGINX's Lua module for the ingress balancer
 PACKAGES = (
-    "nginx", "prometheus", "prometheus-node-exporter", "prometheus-alertmanager",
+    "nginx", "libnginx-mod-http-lua", "lua-resty-core", "prometheus", "prometheus-node-exporter", "prometheus-alertmanager",
     "rsyslog", "rsyslog-relp", "rsyslog-elasticsearch", "docker.io", "python3-docker",
     "consul", "busybox-static",
 )  # fmt: skip

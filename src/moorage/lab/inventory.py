@@ -2,7 +2,7 @@
 
 Layout (the same for every size; small labs double up):
   consul_servers  the first three machines (all of them when fewer)
-  lb              lab-1
+  lb              lab-1, and lab-3 in a lab of 4 or more (two ingress hosts, as a site has)
   monitoring      lab-2 (lab-1 in a one-machine lab)
   logging         lab-2 (lab-1 in a one-machine lab)
   app             every machine
@@ -19,6 +19,7 @@ from ruamel.yaml import YAML
 from moorage.lab.ssh import SSH_OPTIONS
 
 GROUPS = ("consul_servers", "lb", "monitoring", "logging", "app", "docker_hosts")
+LB_PAIR_FROM_HOSTS = 4  # labs of this size and larger have two lb hosts
 
 
 def groups_for(index: int, host_count: int) -> tuple[str, ...]:
@@ -26,7 +27,7 @@ def groups_for(index: int, host_count: int) -> tuple[str, ...]:
     second = min(2, host_count)
     membership = {
         "consul_servers": index <= 3,
-        "lb": index == 1,
+        "lb": index == 1 or (host_count >= LB_PAIR_FROM_HOSTS and index == 3),
         "monitoring": index == second,
         "logging": index == second,
         "app": True,
