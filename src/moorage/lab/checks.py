@@ -1,9 +1,10 @@
 """Is a deployed service really there? The checks a person makes by hand, run against a lab.
 
 For one spec: its first route answers through the first lb host (``Host`` header, as a browser
-sends it; any status below 500: the service answered, not NGINX's 502/503/504); ``NAME.service.consul`` resolves on an app host (Consul DNS); when the spec
-has ``metrics``, Prometheus on the monitoring host has the service's targets, all up; and, when
-asked, a request's log line reaches the logging host. Each check says what it saw, so a report
+sends it; any status below 500: the service answered, not NGINX's 502/503/504);
+``NAME.service.consul`` resolves on an app host (Consul DNS); when the spec has ``metrics``,
+Prometheus on the monitoring host has the service's targets, all up; and, when asked, a
+request's log line reaches the logging host. Each check says what it saw, so a report
 is something a person can compare with what they see themselves. ``moorage lab check`` and
 ``moorage drill`` use them; the demo ends with them.
 """
