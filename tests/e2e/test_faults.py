@@ -57,7 +57,7 @@ spec:
   routes:
     - {{host: {route}, path: /}}
   resources: {{memory: {memory}}}
-  update: {{maxParallel: 1, minHealthy: {min_healthy}, healthyDeadline: 10s}}
+  update: {{maxParallel: 1, minHealthy: {min_healthy}, healthyDeadline: {deadline}}}
   stop: {{signal: SIGTERM, gracePeriod: {grace}s}}
 """
 
@@ -80,7 +80,7 @@ class Hardy:
     def lb(self) -> str:
         return self.platform.lab.group("lb")[0].address
 
-    def spec(self, min_healthy: str = "1s", **switches: str) -> Path:
+    def spec(self, min_healthy: str = "1s", deadline: str = "10s", **switches: str) -> Path:
         """The spec with the app's fault switches (faulty_hello.py) in its environment."""
         env = "{" + ", ".join(f'{name}: "{value}"' for name, value in {"GREETING": "hardy", **switches}.items()) + "}"
         name = "-".join(["hardy", *sorted(switches)]).lower()
@@ -94,6 +94,7 @@ class Hardy:
                 memory=MEMORY_LIMIT,
                 grace=GRACE_SECONDS,
                 min_healthy=min_healthy,
+                deadline=deadline,
             )
         )
         return path
@@ -393,7 +394,7 @@ def test_a_host_powered_off_mid_deploy_stops_it_naming_the_host_and_a_rerun_conv
     victim = victim_row["host"]
     with hardy.load() as load:
         # Batches of 10 s at least: the cut lands while the rollout is still on its way to the victim.
-        deploy = hardy.deploy_in_background(hardy.spec(min_healthy="10s"), version)
+        deploy = hardy.deploy_in_background(hardy.spec(min_healthy="10s", deadline="30s"), version)
         hardy.when_first_switched(version)
         killed = moorage("lab", "stop", victim, "--kill")
         assert killed.returncode == 0, killed.describe()
