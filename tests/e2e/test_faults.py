@@ -16,7 +16,6 @@ The numbers each test measures (requests failed, seconds) are in docs/reliabilit
 
 from __future__ import annotations
 
-import re
 import shutil
 import signal
 import time
@@ -30,6 +29,8 @@ from http_load import HttpLoad
 from moorage_cli import Background, Run, moorage
 from platform_cli import Platform
 from waiting import eventually
+
+from moorage.agents.ingress import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -349,9 +350,14 @@ def test_the_consul_leader_killed_during_a_deploy(hardy: Hardy, lab_restored: Pl
 
 
 def ingress_upstreams(hardy: Hardy, lb: str) -> set[str]:
-    """ADDR:PORT of hardy's instances in the lb's rendered NGINX configuration."""
-    rendered = hardy.platform.lab.run(lb, "cat /etc/nginx/moorage/ingress.conf").stdout
-    return set(re.findall(rf"server (\S+:{PORT})", rendered))
+    """ADDR:PORT of hardy's instances the lb's NGINX balancer was last fed (the state file NGINX loads
+    when it starts: a line ``SERVICE ADDR:PORT...`` per service, rewritten at every feed, no reload)."""
+    state = hardy.platform.lab.run(lb, f"cat {Settings().balancer_state_file}").stdout
+    for line in state.splitlines():
+        service, *servers = line.split()
+        if service == SERVICE:
+            return set(servers)
+    return set()
 
 
 def test_nginx_keeps_the_last_good_state_while_consul_is_away_from_the_lb(hardy: Hardy, lab_restored: Platform) -> None:
