@@ -1,11 +1,14 @@
-"""Shared for the unit tests: a valid service spec (the full example of docs/concepts.md) written next to its artifact."""
+"""Shared for the unit tests: a valid service spec (the full example of docs/concepts.md) written next to its
+artifact; a real Consul dev agent with ACLs (one per test module that asks for it) and its management client."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import consul
 import pytest
+from consul_dev import ConsulDev, start_consul_dev
 from spec_samples import VALID_SPEC
 
 
@@ -36,3 +39,16 @@ def write_spec(spec_dir: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def agent() -> Iterator[ConsulDev]:
+    """A Consul dev agent with ACLs on (default deny), one per test module that uses it."""
+    with start_consul_dev(acl=True) as running:
+        yield running
+
+
+@pytest.fixture
+def client(agent: ConsulDev) -> consul.Consul:
+    """py-consul with the agent's management token."""
+    return consul.Consul(host=agent.host, port=agent.port, token=agent.management_token)

@@ -10,12 +10,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import consul
 import pytest
-from consul_dev import ConsulDev, start_consul_dev
+from consul_dev import ConsulDev
 from release_samples import HELLO_SPEC, HOSTS
 
 from moorage.deploy.identity import spec_hash
@@ -28,12 +27,6 @@ from moorage.plan import plan_service
 from moorage.spec.loader import load_spec
 
 MOORAGE = str(Path(sys.executable).parent / "moorage")
-
-
-@pytest.fixture(scope="module")
-def agent() -> Iterator[ConsulDev]:
-    with start_consul_dev(acl=True) as running:
-        yield running
 
 
 @pytest.fixture

@@ -8,29 +8,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
 import consul
 import pytest
-from consul_dev import ConsulDev, start_consul_dev
+from consul_dev import ConsulDev
 from release_samples import LEGACY_RECORD, sample_release
 
 from moorage.deploy.lock import DeployLock, current_holder
 from moorage.deploy.releases import KEEP, ReleaseStore
 from moorage.errors import BadInput, Locked, MoorageError
-
-
-@pytest.fixture(scope="module")
-def agent() -> Iterator[ConsulDev]:
-    with start_consul_dev(acl=True) as running:
-        yield running
-
-
-@pytest.fixture
-def client(agent: ConsulDev) -> consul.Consul:
-    return consul.Consul(host=agent.host, port=agent.port, token=agent.management_token)
 
 
 def test_second_deploy_is_refused_naming_holder_and_version(client: consul.Consul) -> None:

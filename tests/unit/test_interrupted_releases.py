@@ -11,12 +11,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import consul
 import pytest
-from consul_dev import ConsulDev, start_consul_dev
+from consul_dev import ConsulDev
 from release_samples import HOSTS, sample_release
 
 from moorage.deploy.lock import DeployLock
@@ -25,17 +24,6 @@ from moorage.deploy.releases import ReleaseStore
 from moorage.reporting import Reporter
 
 MOORAGE = str(Path(sys.executable).parent / "moorage")
-
-
-@pytest.fixture(scope="module")
-def agent() -> Iterator[ConsulDev]:
-    with start_consul_dev(acl=True) as running:
-        yield running
-
-
-@pytest.fixture
-def client(agent: ConsulDev) -> consul.Consul:
-    return consul.Consul(host=agent.host, port=agent.port, token=agent.management_token)
 
 
 @pytest.fixture
