@@ -8,6 +8,7 @@ always asked directly; a proxy from the environment never applies.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,6 +20,10 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8500"
 TOKEN_HEADER = "X-Consul-Token"
 MAINTENANCE_CHECK_PREFIX = "_service_maintenance:"  # the check ID of an instance in maintenance, then its ID
 Params = Mapping[str, str | int]
+# Words of a Consul server's HTTP 500 while its cluster has no leader or lost its way to it (an
+# election after a server died): worth asking again, for up to TRANSIENT_RETRY_SECONDS.
+TRANSIENT_CONSUL_ERRORS = ("No cluster leader", "rpc error", "leadership lost", "connection refused", "EOF", "i/o timeout")
+TRANSIENT_RETRY_SECONDS = 30.0
 
 
 class ConsulError(Exception):
@@ -97,6 +102,18 @@ class ConsulClient:
         return self._request("PUT", path, params, body, timeout).document
 
     def _request(self, method: str, path: str, params: Params | None, body: object, timeout: float) -> Answer:
+        """One request; a 500 of a cluster between leaders is asked again until TRANSIENT_RETRY_SECONDS passed."""
+        deadline = time.monotonic() + TRANSIENT_RETRY_SECONDS
+        while True:
+            try:
+                return self._request_once(method, path, params, body, timeout)
+            except ConsulError as error:
+                transient = error.status == 500 and any(words in str(error) for words in TRANSIENT_CONSUL_ERRORS)
+                if not transient or time.monotonic() >= deadline:
+                    raise
+            time.sleep(1)
+
+    def _request_once(self, method: str, path: str, params: Params | None, body: object, timeout: float) -> Answer:
         url = f"{self.url}{path}"
         if params:
             url += "?" + urllib.parse.urlencode(params)

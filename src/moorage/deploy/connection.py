@@ -25,14 +25,13 @@ import consul.std
 import requests
 
 from moorage import vault
+from moorage.agents.consul import TRANSIENT_CONSUL_ERRORS
 from moorage.errors import BadInput, MoorageError
 from moorage.inventory import Inventory
 
 CONSUL_HTTP_PORT = 8500
 CONSUL_RETRY_SECONDS = 30.0  # while a command works: long enough for a leader election or a server's restart
 CONSUL_FIRST_CONTACT_SECONDS = 5.0  # before it starts: an inventory whose Consul never answers is bad input
-# Words of a Consul server's 500 answer while the cluster has no leader, or the server lost its way to it.
-TRANSIENT_CONSUL_ERRORS = ("No cluster leader", "rpc error", "leadership lost", "connection refused", "EOF", "i/o timeout")
 
 
 class ConsulUnreachable(MoorageError):
