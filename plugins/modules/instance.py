@@ -20,6 +20,8 @@ description:
     runs over SSH.
 version_added: 0.2.0
 author: moorage
+extends_documentation_fragment:
+  - moorage.platform.host_agent
 attributes:
   check_mode:
     support: full
@@ -53,22 +55,6 @@ options:
     type: list
     elements: str
     default: []
-  root:
-    description: Where releases' files live.
-    type: str
-    default: /opt/moorage
-  config_root:
-    description: Where definitions, env files and state live (the service's Consul token too).
-    type: str
-    default: /etc/moorage
-  consul_addr:
-    description: The local Consul agent's HTTP API.
-    type: str
-    default: http://127.0.0.1:8500
-  host:
-    description: This host's inventory name (for messages).
-    type: str
-    default: ""
 """
 
 EXAMPLES = r"""
@@ -99,7 +85,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.moorage.platform.plugins.module_utils.consul import ConsulClient, read_token
 from ansible_collections.moorage.platform.plugins.module_utils.instance import Agent, SwitchFailed, in_parallel, load_definition, read_state
-from ansible_collections.moorage.platform.plugins.module_utils.layout import ServiceLayout
+from ansible_collections.moorage.platform.plugins.module_utils.layout import HOST_AGENT_ARGUMENTS, ServiceLayout
 from ansible_collections.moorage.platform.plugins.module_utils.runtime import runtime_for
 
 
@@ -122,21 +108,21 @@ def would_change(layout: ServiceLayout, instance: str, release: int | None) -> b
     )
 
 
+ARGUMENT_SPEC = {
+    "service": {"type": "str", "required": True},
+    "instances": {"type": "list", "elements": "str", "required": True},
+    "state": {"type": "str", "choices": ["running", "absent"], "default": "running"},
+    "release": {"type": "int"},
+    "max_parallel": {"type": "int", "default": 1},
+    "revert": {"type": "bool"},
+    "lbs": {"type": "list", "elements": "str", "default": []},
+    **HOST_AGENT_ARGUMENTS,
+}
+
+
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "service": {"type": "str", "required": True},
-            "instances": {"type": "list", "elements": "str", "required": True},
-            "state": {"type": "str", "choices": ["running", "absent"], "default": "running"},
-            "release": {"type": "int"},
-            "max_parallel": {"type": "int", "default": 1},
-            "revert": {"type": "bool"},
-            "lbs": {"type": "list", "elements": "str", "default": []},
-            "root": {"type": "str", "default": "/opt/moorage"},
-            "config_root": {"type": "str", "default": "/etc/moorage"},
-            "consul_addr": {"type": "str", "default": "http://127.0.0.1:8500"},
-            "host": {"type": "str", "default": ""},
-        },
+        argument_spec=ARGUMENT_SPEC,
         required_if=[("state", "running", ["release"])],
         supports_check_mode=True,
     )

@@ -21,6 +21,8 @@ description:
     C(moorage deploy) runs.
 version_added: 0.2.0
 author: moorage
+extends_documentation_fragment:
+  - moorage.platform.host_agent
 attributes:
   check_mode:
     support: full
@@ -69,18 +71,6 @@ options:
     description: Seconds the switch waits for the lb hosts to stop, or start, routing to an instance.
     type: float
     default: 60
-  root:
-    description: Where releases' files live.
-    type: str
-    default: /opt/moorage
-  config_root:
-    description: Where definitions, env files and state live.
-    type: str
-    default: /etc/moorage
-  consul_addr:
-    description: The local Consul agent's HTTP API.
-    type: str
-    default: http://127.0.0.1:8500
   token:
     description:
       - The service's ACL token, written for the deploy agent (0600). Never shown.
@@ -99,10 +89,6 @@ options:
     description: Releases kept on the host.
     type: int
     default: 5
-  host:
-    description: This host's inventory name (for messages).
-    type: str
-    default: ""
 """
 
 EXAMPLES = r"""
@@ -155,6 +141,7 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.moorage.platform.plugins.module_utils.layout import HOST_AGENT_ARGUMENTS
 from ansible_collections.moorage.platform.plugins.module_utils.prepare import run_step
 
 ARGUMENT_SPEC = {
@@ -168,14 +155,11 @@ ARGUMENT_SPEC = {
     "secrets": {"type": "dict", "default": {}, "no_log": True},
     "lbs": {"type": "list", "elements": "str", "default": []},
     "drain_timeout": {"type": "float", "default": 60},
-    "root": {"type": "str", "default": "/opt/moorage"},
-    "config_root": {"type": "str", "default": "/etc/moorage"},
-    "consul_addr": {"type": "str", "default": "http://127.0.0.1:8500"},
     "token": {"type": "str", "default": "", "no_log": True},
     "token_accessor": {"type": "str", "default": ""},
     "management_token": {"type": "str", "default": "", "no_log": True},
     "keep": {"type": "int", "default": 5},
-    "host": {"type": "str", "default": ""},
+    **HOST_AGENT_ARGUMENTS,
 }
 
 

@@ -21,12 +21,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .consul import DEFAULT_ADDRESS
+
 ROOT = "/opt/moorage"
 CONFIG_ROOT = "/etc/moorage"
 UNITS_DIR = "/etc/systemd/system"
 UNPACKED_MARKER = ".moorage-unpacked"
 # The deploy agent as shipped by the service role: AGENT_DIR/agent-DIGEST.pyz (a zipapp of this package).
 AGENT_DIR = "/usr/local/lib/moorage/deploy"
+
+# The Ansible modules' options for where a service lives and how Consul is reached (their docs:
+# plugins/doc_fragments/host_agent.py).
+HOST_AGENT_ARGUMENTS: dict[str, dict[str, str]] = {
+    "root": {"type": "str", "default": ROOT},
+    "config_root": {"type": "str", "default": CONFIG_ROOT},
+    "consul_addr": {"type": "str", "default": DEFAULT_ADDRESS},
+    "host": {"type": "str", "default": ""},
+}
 
 
 def agent_path(digest: str, agent_dir: str = AGENT_DIR) -> str:
