@@ -7,6 +7,7 @@ here (Elastic's packages are in no registry the lab reaches); its check-mode run
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
@@ -38,7 +39,10 @@ def test_consul_members_alive_and_exactly_one_leader(platform: Platform) -> None
     members = consul_get(platform, "lab-1", "/agent/members", token).json()
     assert {member["Name"]: member["Status"] for member in members} == {host.name: 1 for host in lab.hosts}  # 1 = alive
     servers = {host.address for host in lab.group("consul_servers")}
-    leaders = {consul_get(platform, host.name, "/status/leader").json().rsplit(":", 1)[0] for host in lab.hosts}
+    # Each agent's own view, asked on its host (a client agent's HTTP API answers on loopback only).
+    leaders = {
+        json.loads(lab.run(host.name, "curl -sf http://127.0.0.1:8500/v1/status/leader").stdout).rsplit(":", 1)[0] for host in lab.hosts
+    }
     assert len(leaders) == 1 and leaders <= servers, f"every agent must see the same single leader: {leaders}"
     peers = {peer.rsplit(":", 1)[0] for peer in consul_get(platform, "lab-1", "/status/peers").json()}
     assert peers == servers
@@ -88,7 +92,7 @@ def test_prometheus_scrapes_every_node_exporter(platform: Platform) -> None:
 def failing_service(platform: Platform) -> Iterator[str]:
     """A service tagged metrics whose port nothing listens on and whose Consul check fails."""
     name = f"e2e-failing-{uuid.uuid4().hex[:6]}"
-    api, headers = platform.consul_api("lab-4"), {"X-Consul-Token": platform.management_token}
+    api, headers = platform.consul_api(platform.lab.group("consul_servers")[0].name), {"X-Consul-Token": platform.management_token}
     definition = {
         "Name": name,
         "Port": 9,
@@ -113,12 +117,11 @@ def test_a_failing_service_fires_alerts_through_alertmanager(platform: Platform,
         every=3,
         what=f"{wanted} firing for {failing_service} (firing: {firing_alerts(platform, failing_service)})",
     )
-    alertmanager = f"http://{platform.lab.group('monitoring')[0].address}:9093/api/v2/alerts"
+    monitoring = platform.lab.group("monitoring")[0].name  # Alertmanager answers Prometheus on loopback only
 
     def received() -> bool | None:
-        names = {
-            a["labels"]["alertname"] for a in requests.get(alertmanager, timeout=10).json() if a["labels"].get("job") == failing_service
-        }
+        alerts = json.loads(platform.lab.run(monitoring, "curl -sf http://127.0.0.1:9093/api/v2/alerts").stdout)
+        names = {a["labels"]["alertname"] for a in alerts if a["labels"].get("job") == failing_service}
         return True if names >= wanted else None
 
     eventually(received, within=60, every=2, what=f"Alertmanager received {wanted} for {failing_service}")
