@@ -28,6 +28,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import tarfile
@@ -233,8 +234,16 @@ def receive(git_dir: Path, lines: Iterable[str], out: TextIO) -> None:
 
 
 def _say(out: TextIO, line: str) -> None:
-    out.write(f"moorage: {line}\n")
-    out.flush()
+    _write(out, f"moorage: {line}\n")
+
+
+def _write(out: TextIO, text: str) -> None:
+    """To the pusher (git relays it as ``remote:`` lines); a pusher who left makes it a no-op."""
+    try:
+        out.write(text)
+        out.flush()
+    except OSError:  # BrokenPipeError: the pusher left
+        pass
 
 
 def _pusher() -> str:
@@ -285,20 +294,47 @@ def _deploy_commit(git_dir: Path, settings: RemoteSettings, update: RefUpdate, o
         named = load_spec(spec).model.metadata.name
         if named != settings.service:
             raise PushRejected(f"{short}: {settings.spec} deploys service {named!r}, but this remote is {settings.service!r}'s")
-        done = subprocess.run(
+        returncode = _run_to_the_end(
             [str(settings.executable), "deploy", str(spec), *_deploy_options(settings, short, subject, update.new)],
-            env=_deploy_environment(settings),
-            stdin=subprocess.DEVNULL,
-            check=False,
+            _deploy_environment(settings),
+            out,
         )
-    if done.returncode != 0:
+    if returncode != 0:
         failed = PushRejected(
-            f"the deploy of {settings.service} version {short} failed (exit {done.returncode}): push rejected, "
+            f"the deploy of {settings.service} version {short} failed (exit {returncode}): push rejected, "
             f"{settings.branch} stays where it was and the previous release keeps serving"
         )
-        failed.exit_code = done.returncode
+        failed.exit_code = returncode
         raise failed
     _say(out, f"{settings.service} version {short} deployed")
+
+
+def _run_to_the_end(command: list[str], environment: dict[str, str], out: TextIO) -> int:
+    """Run the deploy to its end, relaying its lines to the pusher while the pusher is there.
+
+    A pusher who presses Ctrl-C or loses the connection does not stop a rollout halfway: the deploy
+    runs in a session of its own (no terminal's signals reach it), the hook ignores SIGINT, SIGHUP
+    and SIGPIPE while it runs and keeps reading its output when nobody listens any more, so the
+    deploy finishes (or reverts) as it would have. The branch then does not move (git is gone).
+    """
+    ignored = (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE)
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in ignored}
+    try:
+        with subprocess.Popen(
+            command,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ) as deploy:
+            assert deploy.stdout is not None
+            for line in deploy.stdout:
+                _write(out, line.decode(errors="replace"))
+        return deploy.returncode
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _deploy_options(settings: RemoteSettings, short: str, subject: str, commit: str) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +37,8 @@ cp "$2" "$here/deployed-spec"
 echo "stub deploy: step 1 of 2"
 echo "stub deploy: step 2 of 2" >&2
 while [ -e "$here/hold" ]; do sleep 0.1; done
+echo "stub deploy: done"
+touch "$here/finished"
 exit "$(cat "$here/exit-code")"
 """
 
@@ -224,6 +227,31 @@ def test_a_second_push_while_one_deploys_is_refused_naming_the_first(setup: Setu
     assert f"pushed: the push of {short} by " in second.stderr and "is deploying; this push is refused" in second.stderr, second.stderr
     assert first.returncode == 0, first_err
     assert setup.remote_ref("main") == first_sha
+
+
+def wait_for(path: Path, what: str) -> None:
+    for _ in range(600):
+        if path.exists():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{what} never happened ({path} missing after 60 s)")
+
+
+def test_ctrl_c_on_the_push_does_not_stop_the_deploy_halfway(setup: Setup) -> None:
+    setup.add_remote()
+    setup.use_stub(exit_code=0)
+    (setup.stub_dir / "hold").touch()
+    setup.commit("interrupted")
+    # its own process group, as a terminal's foreground job: Ctrl-C is SIGINT to the whole group
+    push = subprocess.Popen(["git", "-C", str(setup.clone), "push", str(setup.bare), "main"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=setup.env(), start_new_session=True)  # fmt: skip
+    wait_for(setup.stub_dir / "deploy-args", "the push's deploy starting")
+    os.killpg(push.pid, signal.SIGINT)
+    push.communicate(timeout=60)
+    assert push.returncode != 0
+    (setup.stub_dir / "hold").unlink()
+    wait_for(setup.stub_dir / "finished", "the deploy running to its end after the pusher left")
+    assert setup.remote_ref("main") is None  # git was gone: the branch did not move
 
 
 def test_remove_deletes_the_repository(setup: Setup) -> None:
