@@ -127,7 +127,10 @@ def hook_script(executable: Path) -> str:
 
 
 def ssh_url(path: Path, host: str | None = None) -> str:
-    return f"ssh://{getpass.getuser()}@{host or socket.getfqdn()}{path}"
+    """``ssh://USER@HOST/PATH``: HOST is ``--ssh-host``, else this host's FQDN (its hostname when that is only localhost)."""
+    fqdn = socket.getfqdn()
+    name = host or (socket.gethostname() if fqdn.startswith("localhost") else fqdn)
+    return f"ssh://{getpass.getuser()}@{name}{path}"
 
 
 def add(settings: RemoteSettings, root: Path | None = None, ssh_host: str | None = None) -> Remote:
