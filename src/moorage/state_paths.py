@@ -4,7 +4,8 @@ State (``/var/lib/moorage``; ``MOORAGE_STATE_DIR`` moves it):
 
 - ``labs/NAME/``: a lab's machines, SSH key and inventory (``moorage.lab``);
 - ``platform/HASH/``: the platform secrets built from one inventory (``moorage.vault``);
-- ``facts/HASH/``: Ansible's fact cache for one inventory's content (``moorage.runner``).
+- ``facts/HASH/``: Ansible's fact cache for one inventory's content (``moorage.runner``);
+- ``remotes/SERVICE.git``: the bare git repository whose push deploys SERVICE (``moorage.gitremote``).
 
 ``HASH`` is the first 16 hex digits of the sha256 of the inventory's absolute path (and of its
 content for caches that must not outlive a change of the inventory).
@@ -34,6 +35,11 @@ def cache_root() -> Path:
 
 def labs_dir() -> Path:
     return state_root() / "labs"
+
+
+def remotes_dir() -> Path:
+    """Where ``moorage remote add`` keeps its bare repositories (``--root`` picks another directory)."""
+    return state_root() / "remotes"
 
 
 def inventory_state_dir(inventory: Path, kind: str, *, by_content: bool = False) -> Path:

@@ -32,8 +32,9 @@ def every_command(group: click.Group, prefix: str = "") -> list[tuple[str, click
     return found
 
 
-# `lab ssh` prints what the remote command prints; `schema` prints the JSON Schema, always JSON.
-WITHOUT_FORMAT = {"lab ssh", "schema"}
+# `lab ssh` prints what the remote command prints; `schema` prints the JSON Schema, always JSON;
+# `remote receive` is git's pre-receive hook (hidden): it prints what git relays to the pusher.
+WITHOUT_FORMAT = {"lab ssh", "schema", "remote receive"}
 COMMANDS = [(name, command) for name, command in every_command(cli) if name not in WITHOUT_FORMAT]
 
 
