@@ -56,6 +56,7 @@ demo: setup
 	@echo "  .venv/bin/moorage status hello"
 	@echo "  .venv/bin/moorage deploy examples/hello/moorage.yml --version 2    # a rolling, health-gated change"
 	@echo "  .venv/bin/moorage releases hello && .venv/bin/moorage rollback hello"
+	@echo "  .venv/bin/moorage remote add hello                                 # then, in the app's git clone: git remote add lab URL; git push lab main"
 	@echo "  .venv/bin/moorage lab ssh lab-1"
 	@echo "  .venv/bin/moorage lab down                                         # removes the lab's machines"
 
