@@ -27,12 +27,13 @@ Everything here is pure: hosts and the ports in use (a :class:`moorage.ports.Por
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from moorage.errors import BadInput
 from moorage.inventory import InventoryHost
-from moorage.ports import INVENTORY_VARIABLE, NO_PORTS_IN_USE, PortBook, PortRange
+from moorage.ports import DEFAULT_DYNAMIC_PORTS, INVENTORY_VARIABLE, NO_PORTS_IN_USE, PortBook, PortRange
 from moorage.spec.model import ServiceSpec
 
 
@@ -100,7 +101,8 @@ def assign_ports(service: ServiceSpec, plan: Plan, hosts: Sequence[InventoryHost
                     "leave 'port' out of the spec to get a free one"
                 )
         return plan
-    ranges = {host.name: host.ports for host in hosts}
+    # A host an older plan names that left the group (a rollback) has the default range.
+    ranges = defaultdict(lambda: DEFAULT_DYNAMIC_PORTS, {host.name: host.ports for host in hosts})
     given: dict[str, int] = {}
     in_plan: dict[str, set[int]] = {}
     # Ports this service's running instances hold on each host: a new instance takes none of them.

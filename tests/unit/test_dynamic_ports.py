@@ -155,6 +155,12 @@ def test_an_instance_that_had_a_fixed_port_outside_the_range_gets_one_in_it() ->
     assert dynamic.instances[0].port == 20000
 
 
+def test_a_rollback_keeps_ports_even_on_a_host_that_left_the_group() -> None:
+    older = plan_service(service(replicas=3, max_per_host=1), hosts(3))
+    again = assign_ports(service(replicas=3, max_per_host=1), older, hosts(2), book_of(previous=older))
+    assert again == older
+
+
 def test_a_full_range_is_one_line_naming_the_host_and_the_range() -> None:
     group = hosts(1, PortRange(20000, 20002))
     other = plan_service(service("portless-b", replicas=2), group)
