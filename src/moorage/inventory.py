@@ -21,12 +21,14 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.vars.manager import VariableManager
 
 from moorage.errors import BadInput
+from moorage.ports import DEFAULT_DYNAMIC_PORTS, INVENTORY_VARIABLE, PortRange
 
 
 @dataclass(frozen=True)
 class InventoryHost:
     name: str
     address: str  # ansible_host, or the inventory name when unset
+    ports: PortRange = DEFAULT_DYNAMIC_PORTS  # moorage_dynamic_ports: where instances without a fixed port get theirs
 
 
 @dataclass(frozen=True)
@@ -73,14 +75,14 @@ def load_inventory(path: Path) -> Inventory:
     variables = VariableManager(loader=loader, inventory=manager)
     # str(): ansible-core hands out its own str subclasses (tagged with their origin); plain text
     # from here on, so every consumer (YAML and JSON writers included) sees ordinary strings.
-    ssh_targets = {
-        str(host.name): _ssh_target(path, str(host.name), variables.get_vars(host=host, include_hostvars=False))
-        for host in manager.get_hosts("all")
+    host_variables = {str(host.name): variables.get_vars(host=host, include_hostvars=False) for host in manager.get_hosts("all")}
+    ssh_targets = {name: _ssh_target(path, name, host_vars) for name, host_vars in host_variables.items()}
+    hosts = {
+        name: InventoryHost(name, ssh_targets[name].address, _dynamic_ports(path, name, host_vars))
+        for name, host_vars in host_variables.items()
     }
     groups = {
-        str(name): tuple(
-            sorted((InventoryHost(str(host.name), ssh_targets[str(host.name)].address) for host in group.get_hosts()), key=lambda h: h.name)
-        )
+        str(name): tuple(sorted((hosts[str(host.name)] for host in group.get_hosts()), key=lambda h: h.name))
         for name, group in manager.groups.items()
     }
     return Inventory(path=path, groups=groups, ssh_targets=ssh_targets)
@@ -99,6 +101,17 @@ def _ssh_target(path: Path, name: str, variables: Mapping[str, Any]) -> SshTarge
         private_key=str(key) if key else None,
         common_args=tuple(shlex.split(str(variables.get("ansible_ssh_common_args", "")))),
     )
+
+
+def _dynamic_ports(path: Path, name: str, variables: Mapping[str, Any]) -> PortRange:
+    """The host's range for instances without a fixed port (``moorage_dynamic_ports``, default 20000-29999)."""
+    value = variables.get(INVENTORY_VARIABLE)
+    if value is None or str(value).strip() == "":
+        return DEFAULT_DYNAMIC_PORTS
+    try:
+        return PortRange.parse(value)
+    except ValueError as error:
+        raise BadInput(f"{path}: host {name!r}: {INVENTORY_VARIABLE}: {error}") from None
 
 
 def _first_reason(ansible_output: str) -> str:

@@ -7,24 +7,33 @@ The rule, simple enough to do by hand:
    different hosts instead of all piling onto the first one.
 2. Instance ``k`` (1-based) goes to host ``(k - 1) mod H`` of that order, in slot
    ``(k - 1) div H`` of that host. Hosts therefore differ by at most one instance.
-3. Slot ``s`` listens on ``spec.port + s``: the first instance on a host gets ``spec.port``.
+3. Ports. With a fixed ``spec.port``, slot ``s`` listens on ``spec.port + s``: the first instance
+   on a host gets ``spec.port``. Without one (dynamic ports), every instance gets a port of its
+   host's range (``moorage_dynamic_ports``, :mod:`moorage.ports`): the port it had in the release
+   that runs now when it stays on the same host (and the port is still in the range and no other
+   service's), else the lowest port of the range that no other service's release uses on that host
+   and no other instance of this service has there.
 
-Instance ``k``'s host and port depend only on ``k`` and the group, never on ``replicas``:
-scaling 3 -> 4 adds ``NAME-4`` and moves nothing; scaling down removes the highest-numbered
-instances. ``maxPerHost`` caps the slots per host, so at most ``H * maxPerHost`` instances fit.
+Instance ``k``'s host depends only on ``k`` and the group, never on ``replicas``: scaling 3 -> 4
+adds ``NAME-4`` and moves nothing; scaling down removes the highest-numbered instances.
+``maxPerHost`` caps the slots per host, so at most ``H * maxPerHost`` instances fit.
 
 Canaries are the next indexes after the planned instances (``NAME-(replicas+1)`` ...), placed by
-the same rule. Everything here is pure: hosts in, a :class:`Plan` out.
+the same rule; with dynamic ports a canary on its primary's host gets a port of its own.
+Everything here is pure: hosts and the ports in use (a :class:`moorage.ports.PortBook`) in, a
+:class:`Plan` out.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from moorage.errors import BadInput
 from moorage.inventory import InventoryHost
+from moorage.ports import DEFAULT_DYNAMIC_PORTS, INVENTORY_VARIABLE, NO_PORTS_IN_USE, PortBook, PortRange
 from moorage.spec.model import ServiceSpec
 
 
@@ -65,8 +74,8 @@ class Plan:
         return replace(self, canaries=())
 
 
-def plan_service(service: ServiceSpec, hosts: Sequence[InventoryHost], canaries: int = 0) -> Plan:
-    """``spec.replicas`` instances on ``hosts``, and ``canaries`` more beside them."""
+def plan_service(service: ServiceSpec, hosts: Sequence[InventoryHost], canaries: int = 0, ports: PortBook = NO_PORTS_IN_USE) -> Plan:
+    """``spec.replicas`` instances on ``hosts``, and ``canaries`` more beside them, each with its port."""
     instances = place(service, hosts)
     extra: tuple[Instance, ...] = ()
     if canaries:
@@ -74,7 +83,68 @@ def plan_service(service: ServiceSpec, hosts: Sequence[InventoryHost], canaries:
             extra = place(with_replicas(service, service.spec.replicas + canaries), hosts)[service.spec.replicas :]
         except BadInput as error:
             raise BadInput(f"--canary {canaries}: {error}") from None
-    return Plan(group=service.spec.placement.group, instances=instances, canaries=extra)
+    return assign_ports(service, Plan(group=service.spec.placement.group, instances=instances, canaries=extra), hosts, ports)
+
+
+def assign_ports(service: ServiceSpec, plan: Plan, hosts: Sequence[InventoryHost], ports: PortBook) -> Plan:
+    """``plan`` with every instance's port: fixed ones checked against other services', dynamic ones given.
+
+    Also for a plan made earlier (a rollback re-runs an older release's plan): a dynamic instance
+    keeps the port it has now, so only ports another service took meanwhile change.
+    """
+    if service.spec.port is not None:
+        for instance in plan.all_instances:
+            user = None if instance.port is None else ports.user(instance.host, instance.port)
+            if user is not None:
+                raise BadInput(
+                    f"port {instance.port} on host {instance.host} is already taken by {user.describe()}, needed by {instance.id}; "
+                    "leave 'port' out of the spec to get a free one"
+                )
+        return plan
+    # A host an older plan names that left the group (a rollback) has the default range.
+    ranges = defaultdict(lambda: DEFAULT_DYNAMIC_PORTS, {host.name: host.ports for host in hosts})
+    given: dict[str, int] = {}
+    in_plan: dict[str, set[int]] = {}
+    # Ports this service's running instances hold on each host: a new instance takes none of them.
+    own: dict[str, set[int]] = {}
+    for host, port in ports.previous.values():
+        if port is not None:
+            own.setdefault(host, set()).add(port)
+    # First every instance that can keep its port, then the others, so none takes a port another keeps.
+    for instance in plan.all_instances:
+        previous = ports.previous.get(instance.id)
+        if previous is None or previous[0] != instance.host or previous[1] is None:
+            continue
+        port = previous[1]
+        if port in ranges[instance.host] and ports.user(instance.host, port) is None and port not in in_plan.get(instance.host, set()):
+            given[instance.id] = port
+            in_plan.setdefault(instance.host, set()).add(port)
+    for instance in plan.all_instances:
+        if instance.id not in given:
+            given[instance.id] = _free_port(service.name, instance, ranges[instance.host], ports, own, in_plan)
+            in_plan.setdefault(instance.host, set()).add(given[instance.id])
+    return replace(
+        plan,
+        instances=tuple(replace(instance, port=given[instance.id]) for instance in plan.instances),
+        canaries=tuple(replace(instance, port=given[instance.id]) for instance in plan.canaries),
+    )
+
+
+def _free_port(
+    service: str, instance: Instance, span: PortRange, ports: PortBook, own: dict[str, set[int]], in_plan: dict[str, set[int]]
+) -> int:
+    """The lowest port of the host's range that nobody uses there."""
+    host = instance.host
+    taken = ports.taken.get(host, {})
+    mine = own.get(host, set()) | in_plan.get(host, set())
+    for port in span:
+        if port not in taken and port not in mine:
+            return port
+    others = sum(1 for port in taken if port in span)
+    raise BadInput(
+        f"no free port on host {host} for {instance.id}: all {len(span)} ports of its range {span} "
+        f"({INVENTORY_VARIABLE}) are in use ({others} by other services, {len(span) - others} by {service})"
+    )
 
 
 def with_replicas(service: ServiceSpec, replicas: int) -> ServiceSpec:

@@ -106,8 +106,17 @@ def test_strict_validation_catches_a_misspelt_field(version: str) -> None:
         kubernetes_validate.validate(deployment, version, strict=True)
 
 
-def test_minimal_spec_is_a_deployment_and_its_budget_only() -> None:
-    assert [m["kind"] for m in render(service(MINIMAL))] == ["Deployment", "PodDisruptionBudget"]
+def test_minimal_spec_is_a_service_a_deployment_and_its_budget_only() -> None:
+    assert [m["kind"] for m in render(service(MINIMAL))] == ["Service", "Deployment", "PodDisruptionBudget"]
+
+
+def test_a_spec_without_port_listens_on_8080_in_every_pod() -> None:
+    """On VMs it gets a free port per instance; a pod has its own IP, so one fixed port serves (PORT says which)."""
+    manifests = render(service(dict(MINIMAL, metrics={"path": "/metrics"})))
+    assert only(manifests, "Service")["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
+    assert container_of(manifests)["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert {"name": "PORT", "value": "8080"} in container_of(manifests)["env"]
+    assert only(manifests, "Deployment")["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "8080"
 
 
 def test_full_spec_objects_in_apply_order() -> None:

@@ -25,6 +25,7 @@ from moorage.commands.options import output_option
 from moorage.deploy.secret_values import read_secret_values
 from moorage.errors import MoorageError
 from moorage.output import OutputFormat, console, emit_event, emit_result, err_console, is_structured
+from moorage.ports import container_port
 from moorage.spec.loader import image_archive_path, load_spec
 from moorage.spec.model import ServiceSpec
 from moorage.spec.units import format_duration
@@ -108,7 +109,7 @@ def reachable_address(publish_address: str) -> str:
 def _wait_healthy(service: ServiceSpec, address: str) -> bool | None:
     """Whether the published port answers the spec's health check by update.healthyDeadline (None: nothing to ask)."""
     body = service.spec
-    if body.health is None or body.port is None or body.health.kind == "command":
+    if body.health is None or body.health.kind == "command":
         return None
     deadline = time.monotonic() + body.update.healthy_deadline.total_seconds()
     while time.monotonic() < deadline:
@@ -120,13 +121,14 @@ def _wait_healthy(service: ServiceSpec, address: str) -> bool | None:
 
 def _answers(service: ServiceSpec, address: str) -> bool:
     body = service.spec
-    assert body.health is not None and body.port is not None
+    assert body.health is not None
+    port = container_port(body.port)
     timeout = body.health.timeout.total_seconds()
     try:
         if body.health.kind == "tcp":
-            socket.create_connection((address, body.port), timeout=timeout).close()
+            socket.create_connection((address, port), timeout=timeout).close()
             return True
-        with urllib.request.urlopen(f"http://{address}:{body.port}{body.health.http}", timeout=timeout) as answer:
+        with urllib.request.urlopen(f"http://{address}:{port}{body.health.http}", timeout=timeout) as answer:
             status: int = answer.status
             return 200 <= status < 300
     except (OSError, urllib.error.URLError):
@@ -190,7 +192,7 @@ def up(
         logs = f"{shlex.join(tool)} --project-name {project_name(service)} --file {compose_file} logs"
         deadline = format_duration(service.spec.update.healthy_deadline)
         raise MoorageError(f"{service.name} is not healthy after {deadline} (update.healthyDeadline); its output: {logs}")
-    url = None if service.spec.port is None else f"http://{address}:{service.spec.port}/"
+    url = f"http://{address}:{container_port(service.spec.port)}/"
     if is_structured(output_format):
         emit_result(
             {
@@ -205,7 +207,7 @@ def up(
         )
         return
     state = "healthy" if healthy else "started"
-    console.print(f"{service.name} is up ({state}): {url or 'no port'}", markup=False)
+    console.print(f"{service.name} is up ({state}): {url}", markup=False)
     for route in service.spec.routes:
         console.print(f"  route {route.host}{route.path}: curl -H 'Host: {route.host}' {url}{route.path.lstrip('/')}", markup=False)
 

@@ -19,3 +19,8 @@ def release_key(service: str, number: int) -> str:
 
 def lock_key(service: str) -> str:
     return f"{ROOT}/{service}/lock"
+
+
+# Ports claimed by the deploy that planned them, one JSON document for the whole platform, written
+# with check-and-set (moorage.deploy.ports): two deploys planned at the same moment never share a port.
+PORT_CLAIMS = "moorage/ports/claims"

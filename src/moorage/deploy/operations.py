@@ -10,7 +10,7 @@ the preflight), so bad input leaves no record behind. No playbook runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -23,12 +23,14 @@ from moorage.deploy.connection import PlatformAccess, SecretsFile, platform_acce
 from moorage.deploy.identity import content_version, spec_hash
 from moorage.deploy.lock import DeployLock, current_holder
 from moorage.deploy.logs import LineHandler, stream_journals
+from moorage.deploy.ports import claimed_plan, ports_in_use
 from moorage.deploy.releases import ReleaseStore, draft
 from moorage.deploy.remote import Connections
 from moorage.deploy.rollout import DeployContext, Prepared, RolloutReport, check_hosts, prepare, remove_instances, roll
 from moorage.errors import BadInput, MoorageError
 from moorage.inventory import Inventory, load_inventory
-from moorage.plan import Plan, plan_service
+from moorage.plan import Plan, assign_ports, plan_service
+from moorage.ports import PortBook
 from moorage.release import Release, ReleaseStatus, interrupted, scaled_spec
 from moorage.reporting import QuietReporter, Reporter
 from moorage.spec.loader import SpecFile, load_spec
@@ -117,9 +119,14 @@ class Candidate:
         return draft(self.version, self.spec_hash, self.spec, self.plan)
 
 
-def candidate(spec: SpecFile, inventory: Inventory, version: str | None, canaries: int = 0) -> Candidate:
-    plan = plan_service(spec.model, inventory.hosts(spec.model.spec.placement.group), canaries)
+def candidate(spec: SpecFile, inventory: Inventory, version: str | None, ports: PortBook, canaries: int = 0) -> Candidate:
+    plan = plan_service(spec.model, inventory.hosts(spec.model.spec.placement.group), canaries, ports)
     return Candidate(spec, plan, version or content_version(spec), spec_hash(spec))
+
+
+def _claimed(session: Session, service: str, current: Release | None, make_plan: Callable[[PortBook], Plan]) -> Plan:
+    """A plan whose ports no other service uses or claims, claimed for ``service`` before any host is touched."""
+    return claimed_plan(session.access.client, service, None if current is None else current.plan, make_plan)
 
 
 @dataclass(frozen=True)
@@ -143,8 +150,10 @@ class Preview:
 
 def preview(session: Session, spec_file: Path, version: str | None) -> Preview:
     """What ``deploy`` would change (reads Consul, touches nothing)."""
-    proposed = candidate(load_spec(spec_file), session.inventory, version)
-    current = session.store(proposed.spec.name).current()
+    spec = load_spec(spec_file)
+    current = session.store(spec.name).current()
+    ports = ports_in_use(session.access.client, spec.name, None if current is None else current.plan)
+    proposed = candidate(spec, session.inventory, version, ports.book)
     return Preview(proposed.spec.name, proposed.version, changes(current, proposed.plan, proposed.version, proposed.spec_hash))
 
 
@@ -152,10 +161,17 @@ def deploy(
     session: Session, spec_file: Path, version: str | None, canary: int | None, note: str = "", commit: str | None = None
 ) -> Outcome:
     spec = load_spec(spec_file)
-    proposed = candidate(spec, session.inventory, version, spec.model.spec.update.canary if canary is None else canary)
+    canaries = spec.model.spec.update.canary if canary is None else canary
+    # Placed once before the lock, so a spec that cannot be placed is refused without taking it.
+    hosts = session.inventory.hosts(spec.model.spec.placement.group)
+    plan_service(spec.model, hosts, canaries)
+    version = version or content_version(spec)
     store = session.store(spec.name)
-    with session.locked(store, proposed.version, "deploy"), session.hosts():
+    with session.locked(store, version, "deploy"), session.hosts():
         current = store.current()
+        # Ports are given while holding the lock, from what Consul says is in use now, and claimed.
+        plan = _claimed(session, spec.name, current, lambda ports: plan_service(spec.model, hosts, canaries, ports))
+        proposed = Candidate(spec, plan, version, spec_hash(spec))
         if current is not None and not changes(current, proposed.plan, proposed.version, proposed.spec_hash).pending:
             return _unchanged(session, current)
         _refuse_during_canary(store)
@@ -232,7 +248,11 @@ def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
     else:
         target = store.get(to)
     with session.locked(store, target.version, f"rollback to {target.number}"), session.hosts():
-        plan = target.plan.without_canaries()
+        # The target's instances keep the ports they have now; one another service took meanwhile gets a free one.
+        hosts = session.inventory.hosts(target.plan.group)
+        plan = _claimed(
+            session, service_name, current, lambda ports: assign_ports(target.service, target.plan.without_canaries(), hosts, ports)
+        )
         again = replace(target, number=store.next_number(), plan=plan, files_release=target.files_number)
         prepare(session.context, again)
         release = store.create(again, "deploying", note=f"rollback to {target.number}")
@@ -251,13 +271,16 @@ def scale(session: Session, service_name: str, replicas: int) -> Outcome:
     if current is None:
         raise BadInput(f"{service_name}: nothing deployed to scale")
     spec = scaled_spec(current.spec, replicas)
-    plan = plan_service(spec.model, session.inventory.hosts(current.plan.group))
+    hosts = session.inventory.hosts(current.plan.group)
+    placed = plan_service(spec.model, hosts)
     before = {instance.id for instance in current.plan.instances}
-    added = [instance for instance in plan.instances if instance.id not in before]
     _refuse_during_canary(store)
-    if not added and len(plan.instances) == len(before):
+    if len(placed.instances) == len(before) and all(instance.id in before for instance in placed.instances):
         return Outcome(changed=False, release=current, report=None, message=f"{service_name}: already {replicas} instances; no change")
     with session.locked(store, current.version, f"scale to {replicas}"), session.hosts():
+        # Kept instances keep their ports; new ones get ports nobody uses or claims.
+        plan = _claimed(session, service_name, current, lambda ports: plan_service(spec.model, hosts, ports=ports))
+        added = [instance for instance in plan.instances if instance.id not in before]
         scaled = replace(current, number=store.next_number(), spec=spec, plan=plan, files_release=current.files_number)
         prepare(session.context, scaled)
         release = store.create(scaled, "deploying", note=f"scale to {replicas}")

@@ -222,7 +222,13 @@ class ServiceBody(SpecModel):
     )
     replicas: Count = Field(default=1, description="Number of instances.")
     placement: Placement = Field(default_factory=Placement)
-    port: Port | None = Field(default=None, description="Port the service listens on (given to it as PORT).")
+    port: Port | None = Field(
+        default=None,
+        description=(
+            "Port the service listens on (given to it as PORT; instances sharing a host get port+1, ...). "
+            "Leave it out for a free port per instance from the platform's range (moorage_dynamic_ports), kept across deploys."
+        ),
+    )
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Environment variables.")
     secrets: list[EnvName] = Field(default_factory=list, description="Names of secrets; values come from Ansible Vault.")
     health: Health | None = None
@@ -267,17 +273,6 @@ def semantic_errors(service: ServiceSpec) -> list[tuple[Location, str]]:
             errors.append((("spec",), "runtime docker needs 'image'"))
         if body.artifact is not None:
             errors.append((("spec", "artifact"), "only for runtime systemd (use image or imageArchive)"))
-    needs_port = [
-        reason
-        for reason, present in (
-            ("routes", bool(body.routes)),
-            ("metrics", body.metrics is not None),
-            ("an http or tcp health check", body.health is not None and body.health.kind != "command"),
-        )
-        if present
-    ]
-    if body.port is None and needs_port:
-        errors.append((("spec",), f"'port' is required with {', '.join(needs_port)}"))
     if body.volumes and body.placement.max_per_host > 1:
         errors.append((("spec", "placement", "maxPerHost"), "must be 1 for a service with volumes (each instance owns its host's volume)"))
     seen_volumes: set[str] = set()

@@ -22,6 +22,7 @@ import yaml
 
 from moorage.build import build_artifact, controller_cache_dir
 from moorage.errors import BadInput
+from moorage.ports import container_port
 from moorage.spec.loader import artifact_path
 from moorage.spec.model import PLACEHOLDER, Health, ServiceSpec
 from moorage.spec.units import cpu_millicores, format_duration, memory_bytes
@@ -147,8 +148,8 @@ def render(
     if body.command is not None:
         container["command"] = [_substitute(argument, values) for argument in body.command]
     container["environment"] = _environment(service, values)
-    if body.port is not None:
-        container["ports"] = [f"{publish_address}:{body.port}:{body.port}"]
+    port = container_port(body.port)
+    container["ports"] = [f"{publish_address}:{port}:{port}"]
     if body.secrets:
         container["secrets"] = [{"source": name, "target": name} for name in body.secrets]
     if body.volumes:
@@ -175,7 +176,7 @@ def _values(service: ServiceSpec, version: str) -> dict[str, str]:
     """What ``${NAME}`` stands for in one local instance: the built-in variables, then env values."""
     body = service.spec
     builtins = {
-        "PORT": "" if body.port is None else str(body.port),
+        "PORT": str(container_port(body.port)),
         "MOORAGE_SERVICE": service.name,
         "MOORAGE_VERSION": version,
         "MOORAGE_RELEASE": version,
@@ -203,15 +204,13 @@ def _check_no_secret_in_arguments(service: ServiceSpec) -> None:
 
 def _environment(service: ServiceSpec, values: Mapping[str, str]) -> dict[str, str]:
     environment = dict(values)
-    if not service.spec.port:
-        del environment["PORT"]
     if service.spec.secrets:
         environment["MOORAGE_SECRETS"] = " ".join(service.spec.secrets)  # read by the entrypoint
     return environment
 
 
 def _healthcheck(service: ServiceSpec, health: Health, values: Mapping[str, str]) -> Document:
-    port = service.spec.port
+    port = container_port(service.spec.port)
     python = service.spec.runtime == "systemd"  # the generated image has python3; any other image maybe not
     if health.kind == "http":
         url = f"http://127.0.0.1:{port}{health.http}"

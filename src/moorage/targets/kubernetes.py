@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from moorage.errors import BadInput
+from moorage.ports import container_port
 from moorage.spec.model import PLACEHOLDER, Health, ServiceSpec
 from moorage.spec.units import whole_seconds
 
@@ -46,8 +47,7 @@ def render(service: ServiceSpec, version: str | None = None) -> list[Manifest]:
     plain_env = {key: value for key, value in body.env.items() if not PLACEHOLDER.search(value)}
     if plain_env:
         manifests.append(_object("v1", "ConfigMap", _env_config_map_name(service), labels) | {"data": plain_env})
-    if body.port is not None:
-        manifests.append(_service(service, labels))
+    manifests.append(_service(service, labels))
     if stateful:
         manifests.append(_headless_service(service, labels))
     workload = _stateful_set(service, labels, release) if stateful else _deployment(service, labels, release)
@@ -119,7 +119,7 @@ def _service(service: ServiceSpec, labels: dict[str, str]) -> Manifest:
         "spec": {
             "type": "ClusterIP",
             "selector": _selector(service),
-            "ports": [{"name": PORT_NAME, "port": service.spec.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+            "ports": [{"name": PORT_NAME, "port": container_port(service.spec.port), "targetPort": PORT_NAME, "protocol": "TCP"}],
         }
     }
 
@@ -127,8 +127,7 @@ def _service(service: ServiceSpec, labels: dict[str, str]) -> Manifest:
 def _headless_service(service: ServiceSpec, labels: dict[str, str]) -> Manifest:
     """Stable DNS names (NAME-0.NAME-headless) for a StatefulSet's pods."""
     spec: dict[str, Any] = {"clusterIP": "None", "selector": _selector(service)}
-    if service.spec.port is not None:
-        spec["ports"] = [{"name": PORT_NAME, "port": service.spec.port, "targetPort": PORT_NAME, "protocol": "TCP"}]
+    spec["ports"] = [{"name": PORT_NAME, "port": container_port(service.spec.port), "targetPort": PORT_NAME, "protocol": "TCP"}]
     return _object("v1", "Service", headless_service_name(service), labels) | {"spec": spec}
 
 
@@ -185,7 +184,7 @@ def _pod_template(service: ServiceSpec, labels: dict[str, str], release: str, re
         annotations |= {
             "prometheus.io/scrape": "true",
             "prometheus.io/path": body.metrics.path,
-            "prometheus.io/port": str(body.port),
+            "prometheus.io/port": str(container_port(service.spec.port)),
         }
     if body.env:
         # A changed env changes the template, so pods roll like instances do on VMs.
@@ -209,8 +208,7 @@ def _container(service: ServiceSpec, release: str, release_label: str) -> Manife
         # runtime systemd: the command is the program; docker: it replaces the image's CMD.
         key = "command" if body.runtime == "systemd" else "args"
         container[key] = [_kubernetes_placeholders(arg) for arg in body.command]
-    if body.port is not None:
-        container["ports"] = [{"name": PORT_NAME, "containerPort": body.port, "protocol": "TCP"}]
+    container["ports"] = [{"name": PORT_NAME, "containerPort": container_port(service.spec.port), "protocol": "TCP"}]
     container["env"] = _env(service, release, release_label)
     if any(not PLACEHOLDER.search(value) for value in body.env.values()):
         container["envFrom"] = [{"configMapRef": {"name": _env_config_map_name(service)}}]
@@ -228,8 +226,7 @@ def _env(service: ServiceSpec, release: str, release_label: str) -> list[Manifes
     """Built-in variables, then secrets, then env values that use ${...} (in spec order)."""
     body = service.spec
     env: list[Manifest] = []
-    if body.port is not None:
-        env.append({"name": "PORT", "value": str(body.port)})
+    env.append({"name": "PORT", "value": str(container_port(service.spec.port))})
     env += [
         {"name": "MOORAGE_SERVICE", "value": service.name},
         {"name": "MOORAGE_VERSION", "value": release},
