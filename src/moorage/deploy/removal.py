@@ -79,8 +79,8 @@ class Removal:
         hosts = sorted(host for host, removed in self.hosts.items() if removed)
         return (
             f"{self.service}: removed {len(self.instances)} instance(s) ({', '.join(self.instances) or 'none running'}) "
-            f"and its files from {', '.join(hosts) or 'no host'}; {len(self.releases)} release record(s) and "
-            f"{len(self.keys)} Consul key(s) deleted"
+            f"and its files from {', '.join(hosts) or 'no host'}; {len(self.releases)} release record(s) deleted "
+            f"({len(self.keys)} Consul key(s) in all){', and its Consul token' if self.token else ''}"
         )
 
     def as_dict(self) -> dict[str, Any]:
