@@ -9,7 +9,7 @@ import sys
 import click
 
 from moorage import __version__
-from moorage.commands import build, deploy, dev, drill, lab, platform, remote, render, spec
+from moorage.commands import build, deploy, dev, drill, lab, platform, remote, remove, render, spec
 from moorage.errors import MoorageError
 from moorage.output import OutputFormat, emit_document, err_console, is_structured, use_format
 
@@ -20,7 +20,7 @@ def cli() -> None:
     """Services on VMs with one file and one command: systemd or Docker, Consul, NGINX, Prometheus."""
 
 
-for module in (spec, render, build, dev, lab, drill, platform, deploy, remote):
+for module in (spec, render, build, dev, lab, drill, platform, deploy, remote, remove):
     for command in module.COMMANDS:
         cli.add_command(command)
 

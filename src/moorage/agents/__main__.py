@@ -16,6 +16,7 @@ AGENTS = {
     "health-gate": "health_gate",
     "instance": "instance",
     "release": "prepare",
+    "purge": "purge",
 }
 
 

@@ -11,6 +11,7 @@ link at the release's files; the unit stays the same file, so no ``daemon-reload
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,6 +128,8 @@ class Docker:
 
     def stop(self, instance: str, grace: float) -> None:
         name = self.layout.container_name(instance)
+        if shutil.which("docker") is None:
+            return  # no Docker on this host: no container either
         if run(["docker", "inspect", "--format", "{{.Id}}", name], check=False).returncode != 0:
             return
         run(["docker", "stop", "--time", str(int(grace)), name], timeout=grace + COMMAND_TIMEOUT)

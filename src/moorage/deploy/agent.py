@@ -1,6 +1,6 @@
 """The deploy agent as the controller runs it: one SSH command per host, the hosts in parallel.
 
-The agent (``moorage.agents``: ``release check|ship`` and ``instance switch|remove|status``) is one
+The agent (``moorage.agents``: ``release check|ship``, ``instance switch|remove|status`` and ``purge``) is one
 zipapp named after its digest (``moorage.deploy.archives.agent_zipapp``). A host that lacks that
 very zipapp gets it over the same connection the first time it is asked (the command says so
 with exit status ``MISSING``), so a host always runs the controller's agent. The agent prints its
@@ -69,6 +69,10 @@ def switch_args(host: str, service: str, release: int, instances: Sequence[str],
 
 def remove_args(host: str, service: str, instances: Sequence[str], lbs: Sequence[str]) -> list[str]:
     return ["instance", "--host", host, "remove", service, *instances, *(item for lb in lbs for item in ("--lb", lb))]
+
+
+def purge_args(host: str, service: str, lbs: Sequence[str]) -> list[str]:
+    return ["purge", "--host", host, service, *(item for lb in lbs for item in ("--lb", lb))]
 
 
 def status_args(host: str, service: str) -> list[str]:

@@ -308,15 +308,25 @@ def instances(session: Session, service: str | None) -> list[tuple[str, service_
     """(service, instance) for SERVICE, or for every moorage service in Consul."""
     client = session.access.client
     names = [service] if service else service_status.services(client)
-    return [(name, row) for name in names for row in service_status.instances(client, name)]
+    rows = [(name, row) for name in names for row in service_status.instances(client, name)]
+    if service and not rows and not session.store(service).all():
+        raise BadInput(unknown_service(service))
+    return rows
 
 
 def releases(session: Session, service: str) -> list[Release]:
     """The kept releases; one left deploying while nobody holds the lock shows as interrupted."""
     kept = session.store(service).all()
+    if not kept:
+        raise BadInput(unknown_service(service))
     if current_holder(session.access.client, service) is None:
         kept = [interrupted(release) for release in kept]
     return kept
+
+
+def unknown_service(service: str) -> str:
+    """The one line for a service that Consul knows nothing of (status, releases, remove: exit 2)."""
+    return f"{service}: no such service: no release in Consul, no instance registered (never deployed, or removed)"
 
 
 def logs(session: Session, service: str, on_line: LineHandler, *, follow: bool, since: str | None) -> None:

@@ -90,3 +90,16 @@ def claimed_plan(client: consul.Consul, service: str, current: Plan | None, make
         if claims == reading.claims or client.kv.put(PORT_CLAIMS, json.dumps(claims, sort_keys=True), cas=reading.index):
             return plan
     raise MoorageError(f"{service}: the ports in use changed {CLAIM_ATTEMPTS} times while planning (other deploys); deploy again")
+
+
+def release_claims(client: consul.Consul, service: str) -> bool:
+    """``service``'s port claims go (it was removed): True when it had some."""
+    for _ in range(CLAIM_ATTEMPTS):
+        _, entry = client.kv.get(PORT_CLAIMS)
+        claims: dict[str, Any] = json.loads(entry["Value"]) if entry is not None and entry["Value"] else {}
+        if entry is None or service not in claims:
+            return False
+        del claims[service]
+        if client.kv.put(PORT_CLAIMS, json.dumps(claims, sort_keys=True), cas=int(entry["ModifyIndex"])):
+            return True
+    raise MoorageError(f"{service}: the port claims changed {CLAIM_ATTEMPTS} times while releasing them (other deploys); run it again")
