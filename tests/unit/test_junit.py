@@ -17,12 +17,16 @@ from pathlib import Path
 import pytest
 from consul_dev import ConsulDev
 from junitparser import Failure, JUnitXml, Skipped, TestSuite
-from release_samples import HELLO_SPEC
+from release_samples import HELLO_SPEC, sample_release
 
+from moorage.deploy.agent import HostRun, Progress
+from moorage.deploy.remote import Connections
+from moorage.deploy.rollout import DeployContext, record_gates
 from moorage.deploy.steps import StepLog, StepResult, command_failed
 from moorage.errors import EXIT_BAD_INPUT, BadInput
+from moorage.inventory import Inventory
 from moorage.junit import write_junit
-from moorage.reporting import JsonLinesReporter
+from moorage.reporting import JsonLinesReporter, QuietReporter
 
 MOORAGE = str(Path(sys.executable).parent / "moorage")
 
@@ -155,3 +159,28 @@ def test_a_host_that_refuses_ssh_fails_the_preflight_case_exit_2(agent: ConsulDe
     assert case.classname == "moorage.deploy.hello.preflight" and case.name == "preflight: release 1 on app1"
     (failure,) = case.result
     assert failure.type == "BadInput" and failure.message.startswith("host app1 is unreachable")
+
+
+def test_a_gate_runs_from_the_instances_start_to_its_failure_not_to_the_agents_revert(tmp_path: Path) -> None:
+    release = sample_release("2", number=5)
+    inventory = Inventory(tmp_path / "hosts.ini", {}, {})
+    context = DeployContext(inventory, QuietReporter(), Connections(inventory), "token")
+    first = release.plan.instances[0]
+    failed = "hello-1 on app1 failed release 5: hello-1: not healthy for 3s within 60s (last check: 500)"
+    run = HostRun(
+        first.host,
+        document={"ok": False, "instances": [{"instance": first.id, "ok": False, "changed": True, "release": 5, "message": failed}]},
+        progress=[
+            Progress(first.id, "stopped", 0.4),
+            Progress(first.id, "started", 0.7),
+            Progress(first.id, "failed", 60.7),
+            Progress(first.id, "reverting", None),
+            Progress(first.id, "started", 0.5),  # the previous release, started again by the agent
+            Progress(first.id, "healthy", 3.5),
+        ],
+    )
+    record_gates(context, release, [first], {first.host: run})
+    (gate,) = context.steps.results
+    assert gate.kind == "gate" and gate.status == "failed" and gate.message == failed
+    assert gate.name == f"health gate: {first.id}@{first.host} release 5 (healthy for 3s)"
+    assert gate.seconds == pytest.approx(60.0)

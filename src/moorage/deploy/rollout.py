@@ -271,7 +271,14 @@ def record_gates(context: DeployContext, release: Release, batch: Sequence[Insta
             reason = run.failure_text() if run is not None else "no answer from its host"
             context.steps.add(StepResult("gate", name, "failed", 0.0, release.service.name, f"{instance.host}: {reason}"))
             continue
-        marks = {item.step: item.seconds for item in run.progress if item.instance == instance.id and item.seconds is not None}
+        marks: dict[str, float] = {}
+        for item in run.progress:
+            if item.instance != instance.id:
+                continue
+            if item.step == "reverting":  # the agent's own revert of a failed switch: its start and health are not this gate's
+                break
+            if item.seconds is not None:
+                marks.setdefault(item.step, item.seconds)
         end = marks.get("healthy", marks.get("failed"))
         seconds = max(0.0, end - marks.get("started", 0.0)) if end is not None else 0.0
         context.steps.add(
