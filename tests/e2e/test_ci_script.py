@@ -168,45 +168,55 @@ def test_a_branch_validates_and_plans_but_does_not_deploy(service_repo: ServiceR
     assert not service_repo.junit.exists()
 
 
+@dataclass(frozen=True)
+class Deployed:
+    commit: str
+    release: str  # its release number (a kept lab may hold releases of earlier runs)
+
+
 @pytest.fixture(scope="module")
-def first(service_repo: ServiceRepo) -> str:
-    """main at its first commit, deployed by the Jenkinsfile's three stages; the commit."""
+def first(service_repo: ServiceRepo) -> Deployed:
+    """main at its first commit, deployed by the Jenkinsfile's three stages."""
     commit = service_repo.git("rev-parse", "HEAD")
     for step in ("validate", "plan", "deploy"):
         run = service_repo.script(step, commit)
         assert run.returncode == 0, f"ci/moorage-deploy {step}: exit {run.returncode}: {run.stdout[-3000:]}{run.stderr[-3000:]}"
-    return commit
+    return Deployed(commit, properties(read_suite(service_repo.junit))["release"])
 
 
-def test_main_deploys_and_its_junit_report_has_a_passed_case_per_batch_and_gate(service_repo: ServiceRepo, first: str) -> None:
+def properties(suite: TestSuite) -> dict[str, str]:
+    return {prop.name: prop.value for prop in suite.properties()}
+
+
+def test_main_deploys_and_its_junit_report_has_a_passed_case_per_batch_and_gate(service_repo: ServiceRepo, first: Deployed) -> None:
     suite = read_suite(service_repo.junit)
     assert suite.name == f"moorage deploy {SERVICE}"
     assert (suite.failures, suite.errors, suite.skipped) == (0, 0, 0)
     assert all(case.is_passed for case in suite)
     batches = cases(suite, "batch")
     assert [case.name.split(":")[0] for case in batches] == ["batch 1/3", "batch 2/3", "batch 3/3"]
-    assert all(case.name.endswith("-> release 1") for case in batches), [case.name for case in batches]
+    assert all(case.name.endswith(f"-> release {first.release}") for case in batches), [case.name for case in batches]
     gates = cases(suite, "gate")
     assert sorted(case.name.split()[2].split("@")[0] for case in gates) == [f"{SERVICE}-{n}" for n in (1, 2, 3)]
     assert all(case.time >= 2 for case in gates), [(case.name, case.time) for case in gates]  # minHealthy 2s: the gate waited it out
     assert len(cases(suite, "preflight")) == 1 and len(cases(suite, "ship")) == 1
-    properties = {prop.name: prop.value for prop in suite.properties()}
-    assert properties["version"] == first[:12] and properties["commit"] == first and properties["exit_code"] == "0"
-    assert properties["note"] == "jenkinsed: first release"
-    assert all(answer.endswith(f"version {first[:12]}") for answer in service_repo.answers()), service_repo.answers()
+    shown = properties(suite)
+    assert shown["version"] == first.commit[:12] and shown["commit"] == first.commit and shown["exit_code"] == "0"
+    assert shown["note"] == "jenkinsed: first release" and shown["status"] == "deployed"
+    assert all(answer.endswith(f"version {first.commit[:12]}") for answer in service_repo.answers()), service_repo.answers()
     events = service_repo.events()
     assert [event["status"] for event in events if event["event"] == "deploy_step_done"] == ["passed"] * len(list(suite))
     assert events[-1]["event"] == "result" and events[-1]["ok"] is True
 
 
-def test_a_release_that_never_gets_healthy_fails_the_job_with_a_failing_case(service_repo: ServiceRepo, first: str) -> None:
+def test_a_release_that_never_gets_healthy_fails_the_job_with_a_failing_case(service_repo: ServiceRepo, first: Deployed) -> None:
     (service_repo.path / "moorage.yml").write_text(spec_text(failing=True))
     commit = service_repo.commit("jenkinsed: a release whose health check fails")
     run = service_repo.script("deploy", commit)
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
 
     suite = read_suite(service_repo.junit)
-    assert {prop.name: prop.value for prop in suite.properties()}["exit_code"] == "1"
+    assert properties(suite)["exit_code"] == "1" and properties(suite)["status"] == "reverted"
     assert (suite.failures, suite.skipped) == (2, 2), [
         (case.name, case.result) for case in suite
     ]  # the gate and its batch; 2 batches skipped
@@ -219,9 +229,9 @@ def test_a_release_that_never_gets_healthy_fails_the_job_with_a_failing_case(ser
     assert isinstance(batches[0].result[0], Failure) and batches[0].result[0].message.startswith("lab-")
     assert all(isinstance(case.result[0], Skipped) for case in batches[1:])
     (revert,) = cases(suite, "revert")
-    assert revert.is_passed and revert.name.endswith("-> release 1")
+    assert revert.is_passed and revert.name.endswith(f"-> release {first.release}")
 
     result = service_repo.events()[-1]
     assert result["event"] == "result" and result["ok"] is False and result["exit_code"] == 1
     # The previous release still answers through NGINX.
-    assert all(answer.endswith(f"version {first[:12]}") for answer in service_repo.answers()), service_repo.answers()
+    assert all(answer.endswith(f"version {first.commit[:12]}") for answer in service_repo.answers()), service_repo.answers()
