@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ansible import constants as C
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from ansible.vars.manager import VariableManager
@@ -89,9 +90,15 @@ def load_inventory(path: Path) -> Inventory:
 
 
 def _ssh_target(path: Path, name: str, variables: Mapping[str, Any]) -> SshTarget:
-    key = variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file")
+    """As Ansible decides it: the host's variables first, then Ansible's configuration (``ANSIBLE_PRIVATE_KEY_FILE``,
+    ``ANSIBLE_REMOTE_USER`` or ansible.cfg), so a CI job can hand in the key and user its credentials store gave it."""
+    key = (
+        variables.get("ansible_ssh_private_key_file")
+        or variables.get("ansible_private_key_file")
+        or C.config.get_config_value("DEFAULT_PRIVATE_KEY_FILE")
+    )
     port = variables.get("ansible_port")
-    user = variables.get("ansible_user")
+    user = variables.get("ansible_user") or C.config.get_config_value("DEFAULT_REMOTE_USER")
     if port is not None and not str(port).isdigit():
         raise BadInput(f"{path}: host {name!r}: ansible_port {port!r} is not a port number")
     return SshTarget(

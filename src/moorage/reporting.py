@@ -1,17 +1,19 @@
 """How long work reports itself, one protocol for the lab, the platform and the deploy.
 
-Work reports five kinds of things to a :class:`Reporter`:
+Work reports six kinds of things to a :class:`Reporter`:
 
 - ``step(description)``: a timed step (``with reporter.step("bridge ..."):``), e.g. booting machines;
 - ``note(message)``: a remark beside the steps, e.g. a machine started again;
 - ``stage(message)``: the next stage of a rollout, e.g. ``batch 2/3: hello-2@lab-3 -> release 4``;
 - ``instance_step(host, instance, step, detail)``: an instance's progress as the deploy agent on its
   host reports it, e.g. ``hello-2`` on ``lab-3`` ``drained``;
+- ``deploy_step_done(kind, name, status, seconds, message)``: a rollout's step finished (a batch, an
+  instance's health gate, the preflight, ...; ``moorage.deploy.steps``), passed, failed or skipped;
 - ``ansible_event(event)``: ansible-runner's events while a playbook runs.
 
 Three renderings: :class:`TextReporter` (a status line and lines on stderr, for people),
 :class:`JsonLinesReporter` (one JSON object per line on stdout, for machines; the event names
-``step``, ``note``, ``deploy_step``, ``instance``, ``play``, ``task`` and ``host`` are part of the
+``step``, ``note``, ``deploy_step``, ``deploy_step_done``, ``instance``, ``play``, ``task`` and ``host`` are part of the
 CLI's contract) and :class:`QuietReporter` (nothing, for callers with their own output).
 
 Only a task's name, host and status (and a failure's message) are ever shown, never a task's
@@ -79,6 +81,9 @@ class Reporter:
     def instance_step(self, host: str, instance: str, step: str, detail: str) -> None:
         pass
 
+    def deploy_step_done(self, kind: str, name: str, status: str, seconds: float, message: str) -> None:
+        pass
+
     def ansible_event(self, event: Mapping[str, Any]) -> None:
         pass
 
@@ -105,6 +110,12 @@ class JsonLinesReporter(Reporter):
 
     def instance_step(self, host: str, instance: str, step: str, detail: str) -> None:
         emit_event({"event": "instance", "host": host, "instance": instance, "step": step, "detail": detail})
+
+    def deploy_step_done(self, kind: str, name: str, status: str, seconds: float, message: str) -> None:
+        line: dict[str, Any] = {"event": "deploy_step_done", "kind": kind, "name": name, "status": status, "seconds": round(seconds, 2)}
+        if message:
+            line["message"] = message
+        emit_event(line)
 
     def ansible_event(self, event: Mapping[str, Any]) -> None:
         kind = event.get("event", "")

@@ -7,6 +7,7 @@ session opened once, and prints what it returns.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from moorage.commands.options import chosen_inventory, inventory_option, lock_wa
 from moorage.deploy import operations
 from moorage.deploy.connection import SecretsFile
 from moorage.deploy.operations import Outcome, RolloutFailed, Session
-from moorage.errors import EXIT_CHANGES_PENDING, BadInput
+from moorage.deploy.steps import StepResult, command_failed
+from moorage.errors import EXIT_CHANGES_PENDING, EXIT_OK, BadInput, MoorageError
+from moorage.junit import write_junit
 from moorage.output import OutputFormat, console, emit_document, emit_result, is_structured
 from moorage.reporting import reporter_for
 from moorage.spec.units import MAX_COUNT
@@ -29,21 +32,57 @@ def _rollout(
     secrets: SecretsFile | None,
     lock_wait: timedelta,
     work: Callable[[Session], Outcome],
+    junit: _JunitReport | None = None,
 ) -> None:
-    """Open the session, do the work with progress shown, print the outcome (a failed rollout too)."""
+    """Open the session, do the work with progress shown, print the outcome (a failed rollout too).
+
+    With ``junit`` the steps also go to a JUnit file, whatever the end: a command that failed before
+    any step of its own gets one failed case saying why.
+    """
+    steps: list[StepResult] = []
     with reporter_for(output_format) as reporter:
-        session = operations.open_session(chosen_inventory(inventory), reporter=reporter, secrets=secrets, lock_wait=lock_wait)
         try:
+            session = operations.open_session(chosen_inventory(inventory), reporter=reporter, secrets=secrets, lock_wait=lock_wait)
+            steps = session.context.steps.results
             outcome = work(session)
-        except RolloutFailed as failed:
-            if is_structured(output_format):
-                emit_result({**failed.outcome.as_dict(), "exit_code": failed.exit_code})
-                raise SystemExit(failed.exit_code) from None
+        except MoorageError as error:
+            failed_outcome = error.outcome if isinstance(error, RolloutFailed) else None
+            if junit is not None:
+                junit.write(steps, failed_outcome, error)
+            if failed_outcome is not None and is_structured(output_format):
+                emit_result({**failed_outcome.as_dict(), "steps": [step.as_dict() for step in steps], "exit_code": error.exit_code})
+                raise SystemExit(error.exit_code) from None
             raise
+    if junit is not None:
+        junit.write(steps, outcome, None)
     if is_structured(output_format):
-        emit_result(outcome.as_dict())
+        emit_result({**outcome.as_dict(), "steps": [step.as_dict() for step in steps]})
     else:
         console.print(outcome.message, markup=False)
+
+
+@dataclass(frozen=True)
+class _JunitReport:
+    """``--junit FILE``: where the report goes, and what the command was (its suite's name when no step names the service)."""
+
+    path: Path
+    command: str
+
+    def write(self, steps: list[StepResult], outcome: Outcome | None, error: MoorageError | None) -> None:
+        results = list(steps)
+        if error is not None and not any(step.failed for step in results):
+            results.append(command_failed(self.command, error))
+        service = next((step.service for step in results if step.service), None)
+        properties = {"command": self.command, "exit_code": str(EXIT_OK if error is None else error.exit_code)}
+        if outcome is not None and outcome.release is not None:
+            release = outcome.release
+            properties |= {"service": release.service.name, "release": str(release.number), "version": release.version}
+            properties |= {"status": release.status, "commit": release.commit or "", "note": release.note}
+        suite = f"moorage deploy {service}" if service else self.command
+        try:
+            write_junit(self.path, suite, results, properties=properties)
+        except OSError as problem:
+            raise MoorageError(f"--junit {self.path}: cannot write the report: {problem.strerror or problem}") from None
 
 
 def _session(inventory: Path | None) -> Session:
@@ -65,6 +104,13 @@ def _session(inventory: Path | None) -> Session:
 )
 @click.option("--note", default="", help="Why this release: recorded with it and shown by `moorage releases`.")
 @click.option("--commit", default=None, help="The source commit this release was built from: recorded with it.")
+@click.option(
+    "--junit",
+    "junit",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the rollout as a JUnit XML report to FILE: a case per step, batch and health gate (for CI servers).",
+)
 @secrets_options
 @lock_wait_option
 @output_option
@@ -75,13 +121,23 @@ def deploy(
     canary: int | None,
     note: str,
     commit: str | None,
+    junit: Path | None,
     secrets: SecretsFile | None,
     lock_wait: timedelta,
     output_format: OutputFormat,
 ) -> None:
-    """Roll SPEC_FILE out: health-gated, batch by batch, reverting on failure."""
+    """Roll SPEC_FILE out: health-gated, batch by batch, reverting on failure.
+
+    Exit status: 0 deployed (or no change), 1 failed (reverted when autoRevert), 2 bad input (nothing touched), 3 locked.
+    """
+    report = None if junit is None else _JunitReport(junit, f"moorage deploy {spec_file}")
     _rollout(
-        output_format, inventory, secrets, lock_wait, lambda session: operations.deploy(session, spec_file, version, canary, note, commit)
+        output_format,
+        inventory,
+        secrets,
+        lock_wait,
+        lambda session: operations.deploy(session, spec_file, version, canary, note, commit),
+        report,
     )
 
 

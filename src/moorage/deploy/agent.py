@@ -36,6 +36,15 @@ class InstanceResult:
     reverted: bool
 
 
+@dataclass(frozen=True)
+class Progress:
+    """One progress line of the agent: ``instance`` reached ``step`` (started, healthy, failed, ...) ``seconds`` after its switch began."""
+
+    instance: str
+    step: str
+    seconds: float | None
+
+
 @dataclass
 class HostRun:
     """What one agent run on one host did (``failure``: the run itself failed, e.g. the host is unreachable)."""
@@ -44,6 +53,7 @@ class HostRun:
     document: dict[str, Any] = field(default_factory=dict)  # the result line
     failure: str | None = None
     unreachable: bool = False
+    progress: list[Progress] = field(default_factory=list)  # in the order the agent printed it
 
     @property
     def ok(self) -> bool:
@@ -119,6 +129,14 @@ class HostAgents:
             if not isinstance(event, dict):
                 return
             if event.get("event") == "progress":
+                seconds = event.get("seconds")
+                run.progress.append(
+                    Progress(
+                        str(event.get("instance", "")),
+                        str(event.get("step", "")),
+                        float(seconds) if isinstance(seconds, (int, float)) else None,
+                    )
+                )
                 reporter.instance_step(host, str(event.get("instance", "")), str(event.get("step", "")), _detail(event))
             elif event.get("event") == "result":
                 run.document = event

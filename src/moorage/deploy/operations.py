@@ -10,6 +10,7 @@ the preflight), so bad input leaves no record behind. No playbook runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from moorage.deploy.ports import claimed_plan, ports_in_use
 from moorage.deploy.releases import ReleaseStore, draft
 from moorage.deploy.remote import Connections
 from moorage.deploy.rollout import DeployContext, Prepared, RolloutReport, check_hosts, prepare, remove_instances, roll
+from moorage.deploy.steps import StepResult
 from moorage.errors import BadInput, MoorageError
 from moorage.inventory import Inventory, load_inventory
 from moorage.plan import Plan, assign_ports, plan_service
@@ -196,8 +198,15 @@ def _unchanged(session: Session, current: Release) -> Outcome:
     """A deploy of what runs: nothing to do when Consul and the hosts agree that it runs as it should;
     otherwise the release is put on the hosts again and the instances that are not right switched to it."""
     name = current.service.name
+    started = time.monotonic()
     problems = check_hosts(session.context, session.access.client, current)
     if not problems:
+        session.context.steps.add(
+            StepResult(
+                "check", f"check: release {current.number} (version {current.version}) runs on every host", "passed",
+                time.monotonic() - started, name,
+            )
+        )  # fmt: skip
         return Outcome(
             changed=False,
             release=current,

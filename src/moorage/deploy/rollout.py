@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -42,6 +43,7 @@ from moorage.deploy.connection import SecretsFile
 from moorage.deploy.lock import LockGuard
 from moorage.deploy.remote import Connections
 from moorage.deploy.secret_values import read_secret_values
+from moorage.deploy.steps import StepLog, StepResult
 from moorage.errors import BadInput, MoorageError
 from moorage.inventory import Inventory
 from moorage.plan import Instance
@@ -83,6 +85,11 @@ class DeployContext:
     def lbs(self) -> list[str]:
         """The lb hosts (their Consul node names are their inventory names)."""
         return [host.name for host in self.inventory.groups.get(LB_GROUP, ())]
+
+    @cached_property
+    def steps(self) -> StepLog:
+        """What each step of this command did (the JUnit report and the ``deploy_step_done`` events)."""
+        return StepLog(self.reporter)
 
     @cached_property
     def agents(self) -> HostAgents:
@@ -136,44 +143,47 @@ def files_archive(release: Release) -> Shipped | None:
 
 
 def prepare(context: DeployContext, release: Release) -> Prepared:
-    """Put ``release`` on every host of its group: all checked first, then written.
+    """Put ``release`` on every host of its group: all checked first (step ``preflight``), then written (``ship``).
 
     BadInput when a host cannot take it or cannot be reached (nothing was written on any host);
     MoorageError when writing failed.
     """
     context.guard.check()
     context.reporter.stage(f"release {release.number} (version {release.version}): checking the hosts, shipping files")
-    archive = files_archive(release)
-    secrets = context.secret_values(release)
+    service = release.service.name
     hosts = [host.name for host in context.inventory.hosts(release.plan.group)]
     placed = {instance.host for instance in release.plan.all_instances}
-    documents = {
-        host: json.dumps(
-            release_parameters(
-                release,
-                host,
-                archive=None if archive is None else archive.variables(),
-                secrets=secrets,
-                management_token=context.management_token,
-                lbs=context.lbs,
-            )
-        ).encode()
-        for host in hosts
-    }
-    checked = context.agents.run({host: ["release", "check"] for host in hosts}, stdin=documents)
-    for host in hosts:
-        run = checked[host]
-        if run.unreachable:
-            raise BadInput(f"host {host} is unreachable: {run.failure_text().removeprefix(f'host {host} is unreachable: ')}")
-        if not run.ok:
-            raise BadInput(run.failure_text())
-    if archive is not None:
-        missing = [host for host in sorted(placed) if not checked[host].document.get("archive_present")]
-        _upload(context, archive, {host: str(checked[host].document["archive_dest"]) for host in missing})
-    shipped = context.agents.run({host: ["release", "ship"] for host in sorted(placed)}, stdin=documents)
-    failed = failures(shipped)
-    if failed is not None:
-        raise MoorageError(f"putting release {release.number} on the hosts failed: {failed}")
+    with context.steps.timed("preflight", f"preflight: release {release.number} on {', '.join(hosts)}", service):
+        archive = files_archive(release)
+        secrets = context.secret_values(release)
+        documents = {
+            host: json.dumps(
+                release_parameters(
+                    release,
+                    host,
+                    archive=None if archive is None else archive.variables(),
+                    secrets=secrets,
+                    management_token=context.management_token,
+                    lbs=context.lbs,
+                )
+            ).encode()
+            for host in hosts
+        }
+        checked = context.agents.run({host: ["release", "check"] for host in hosts}, stdin=documents)
+        for host in hosts:
+            run = checked[host]
+            if run.unreachable:
+                raise BadInput(f"host {host} is unreachable: {run.failure_text().removeprefix(f'host {host} is unreachable: ')}")
+            if not run.ok:
+                raise BadInput(run.failure_text())
+    with context.steps.timed("ship", f"ship: release {release.number} to {', '.join(sorted(placed))}", service):
+        if archive is not None:
+            missing = [host for host in sorted(placed) if not checked[host].document.get("archive_present")]
+            _upload(context, archive, {host: str(checked[host].document["archive_dest"]) for host in missing})
+        shipped = context.agents.run({host: ["release", "ship"] for host in sorted(placed)}, stdin=documents)
+        failed = failures(shipped)
+        if failed is not None:
+            raise MoorageError(f"putting release {release.number} on the hosts failed: {failed}")
     return Prepared(archive, sum(1 for run in shipped.values() if run.document.get("changed")))
 
 
@@ -203,21 +213,34 @@ def roll(
     *,
     revert_on_failure: bool = True,
 ) -> RolloutReport:
-    """Switch ``targets`` batch by batch, then remove ``removed``; revert on failure (``update.autoRevert``)."""
+    """Switch ``targets`` batch by batch, then remove ``removed``; revert on failure (``update.autoRevert``).
+
+    Each batch is a step, and so is each instance's health gate in it; batches after a failed one are skipped steps.
+    """
     update = new.service.spec.update
     report = RolloutReport(service=new.service.name, release=new.number, version=new.version)
     all_batches = batches(targets, update.max_parallel)
     touched: list[Instance] = []
     for number, batch in enumerate(all_batches, start=1):
-        names = ", ".join(f"{instance.id}@{instance.host}" for instance in batch)
-        context.reporter.stage(
-            f"batch {number}/{len(all_batches)}: {names} -> release {new.number} (healthy for {format_duration(update.min_healthy)})"
-        )
+        name = batch_name(number, len(all_batches), batch, new.number)
+        context.reporter.stage(f"{name} (healthy for {format_duration(update.min_healthy)})")
         context.guard.check()
         touched.extend(batch)
-        failure = switch(context, new, batch, revert=update.auto_revert)
+        started = time.monotonic()
+        runs = switch_runs(context, new, batch, revert=update.auto_revert)
+        failure = failures(runs)
+        seconds = time.monotonic() - started
+        record_gates(context, new, batch, runs)
+        context.steps.add(StepResult("batch", name, "passed" if failure is None else "failed", seconds, new.service.name, failure or ""))
         if failure is not None:
             report.failure = f"batch {number}/{len(all_batches)} failed: {failure}"
+            for later, rest in enumerate(all_batches[number:], start=number + 1):
+                context.steps.add(
+                    StepResult(
+                        "batch", batch_name(later, len(all_batches), rest, new.number), "skipped", 0.0, new.service.name,
+                        f"not started: batch {number}/{len(all_batches)} failed",
+                    )
+                )  # fmt: skip
             if update.auto_revert and revert_on_failure:
                 revert(context, new, previous, touched, report)
             return report
@@ -228,6 +251,43 @@ def roll(
     return report
 
 
+def batch_name(number: int, total: int, batch: Sequence[Instance], release: int) -> str:
+    """``batch 1/3: hello-1@lab-1 -> release 5``."""
+    return f"batch {number}/{total}: {', '.join(f'{instance.id}@{instance.host}' for instance in batch)} -> release {release}"
+
+
+def record_gates(context: DeployContext, release: Release, batch: Sequence[Instance], runs: dict[str, HostRun]) -> None:
+    """One ``gate`` step per instance of ``batch``: its health gate as its host's agent reported it.
+
+    The gate's time runs from the instance's start to its ``healthy`` (or ``failed``) progress line; an
+    instance that already ran the release passes at once.
+    """
+    min_healthy = format_duration(release.service.spec.update.min_healthy)
+    for instance in batch:
+        run = runs.get(instance.host)
+        name = f"health gate: {instance.id}@{instance.host} release {release.number} (healthy for {min_healthy})"
+        result = next((item for item in run.instances if item.instance == instance.id), None) if run is not None else None
+        if run is None or result is None:
+            reason = run.failure_text() if run is not None else "no answer from its host"
+            context.steps.add(StepResult("gate", name, "failed", 0.0, release.service.name, f"{instance.host}: {reason}"))
+            continue
+        marks: dict[str, float] = {}
+        for item in run.progress:
+            if item.instance != instance.id:
+                continue
+            if item.step == "reverting":  # the agent's own revert of a failed switch: its start and health are not this gate's
+                break
+            if item.seconds is not None:
+                marks.setdefault(item.step, item.seconds)
+        end = marks.get("healthy", marks.get("failed"))
+        seconds = max(0.0, end - marks.get("started", 0.0)) if end is not None else 0.0
+        context.steps.add(
+            StepResult(
+                "gate", name, "passed" if result.ok else "failed", seconds, release.service.name, "" if result.ok else result.message
+            )
+        )
+
+
 def _by_host(instances: Sequence[Instance]) -> dict[str, list[str]]:
     hosts: dict[str, list[str]] = {}
     for instance in instances:
@@ -235,26 +295,33 @@ def _by_host(instances: Sequence[Instance]) -> dict[str, list[str]]:
     return hosts
 
 
-def switch(context: DeployContext, release: Release, batch: Sequence[Instance], *, revert: bool) -> str | None:
-    """``batch`` to ``release``: one agent run per host, the hosts at once. None, or what failed."""
+def switch_runs(context: DeployContext, release: Release, batch: Sequence[Instance], *, revert: bool) -> dict[str, HostRun]:
+    """``batch`` to ``release``: one agent run per host, the hosts at once."""
     name = release.service.name
     calls = {
         host: switch_args(host, name, release.number, ids, max_parallel=len(ids), revert=revert) for host, ids in _by_host(batch).items()
     }
-    return failures(context.agents.run(calls, context.reporter))
+    return context.agents.run(calls, context.reporter)
+
+
+def switch(context: DeployContext, release: Release, batch: Sequence[Instance], *, revert: bool) -> str | None:
+    """``batch`` to ``release``. None, or what failed."""
+    return failures(switch_runs(context, release, batch, revert=revert))
 
 
 def remove_instances(context: DeployContext, release: Release, removed: Sequence[Instance]) -> RolloutReport:
     """Drain, deregister and stop ``removed`` (e.g. after scaling down, or dropped canaries)."""
     report = RolloutReport(service=release.service.name, release=release.number, version=release.version)
-    context.reporter.stage(f"removing {', '.join(instance.id for instance in removed)}")
-    calls = {host: remove_args(host, release.service.name, ids, context.lbs) for host, ids in _by_host(removed).items()}
-    runs = context.agents.run(calls, context.reporter)
-    done = {result.instance for run in runs.values() for result in run.instances if result.ok}
-    report.removed.extend(instance.id for instance in removed if instance.id in done)
-    failed = failures(runs)
-    if failed is not None:
-        report.failure = f"removing instances failed: {failed}"
+    names = ", ".join(instance.id for instance in removed)
+    context.reporter.stage(f"removing {names}")
+    with context.steps.timed("remove", f"remove: {names}", release.service.name) as step:
+        calls = {host: remove_args(host, release.service.name, ids, context.lbs) for host, ids in _by_host(removed).items()}
+        runs = context.agents.run(calls, context.reporter)
+        done = {result.instance for run in runs.values() for result in run.instances if result.ok}
+        report.removed.extend(instance.id for instance in removed if instance.id in done)
+        failed = failures(runs)
+        if failed is not None:
+            report.failure = step.failure = f"removing instances failed: {failed}"
     return report
 
 
@@ -269,14 +336,17 @@ def revert(context: DeployContext, new: Release, previous: Release | None, touch
     extra = [instance for instance in touched if instance.id not in before]
     problems: list[str] = []
     if previous is not None and back:
-        context.reporter.stage(f"auto-revert: {', '.join(instance.id for instance in back)} -> release {previous.number}")
-        for batch in batches(back, previous.service.spec.update.max_parallel):
-            failure = switch(context, previous, batch, revert=False)
-            if failure is None:
-                report.reverted.extend(instance.id for instance in batch)
-            else:
-                report.not_reverted.extend(instance.id for instance in batch)
-                problems.append(failure)
+        name = f"auto-revert: {', '.join(instance.id for instance in back)} -> release {previous.number}"
+        context.reporter.stage(name)
+        with context.steps.timed("revert", name, new.service.name) as step:
+            for batch in batches(back, previous.service.spec.update.max_parallel):
+                failure = switch(context, previous, batch, revert=False)
+                if failure is None:
+                    report.reverted.extend(instance.id for instance in batch)
+                else:
+                    report.not_reverted.extend(instance.id for instance in batch)
+                    problems.append(failure)
+            step.failure = "; ".join(problems) or None
     if extra:
         removal = remove_instances(context, new, extra)
         report.reverted.extend(removal.removed)
