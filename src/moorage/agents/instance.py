@@ -355,13 +355,18 @@ class _Lines:
                 pass
 
 
-def _arguments(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="moorage-agent instance", description="Switch or remove a service's instances on this host.")
+def add_host_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every host-agent command takes: where the service lives, its Consul agent, this host's name."""
     parser.add_argument("--root", default=ROOT, help=f"release files (default {ROOT})")
     parser.add_argument("--config-root", default=CONFIG_ROOT, help=f"definitions, env files, state (default {CONFIG_ROOT})")
     parser.add_argument("--units-dir", default=UNITS_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--consul", default=os.environ.get("CONSUL_HTTP_ADDR", DEFAULT_ADDRESS), help="the local Consul agent")
     parser.add_argument("--host", default="", help="this host's inventory name (for messages)")
+
+
+def _arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="moorage-agent instance", description="Switch or remove a service's instances on this host.")
+    add_host_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     switch = commands.add_parser("switch", help="switch instances to a prepared release")
     switch.add_argument("service")

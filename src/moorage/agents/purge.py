@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .consul import DEFAULT_ADDRESS, ConsulClient, ConsulError, read_token
+from .consul import ConsulClient, ConsulError, read_token
 from .files import remove_path
-from .instance import Agent, Emit, Outcome, _Lines, in_parallel
-from .layout import CONFIG_ROOT, ROOT, UNITS_DIR, ServiceLayout
+from .instance import Agent, Emit, Outcome, _Lines, add_host_arguments, in_parallel
+from .layout import ServiceLayout
 from .runtime import Docker, RuntimeFailure, Systemd, run
 
 DEFAULT_GRACE = 30.0
@@ -131,11 +131,7 @@ def purge(layout: ServiceLayout, client: ConsulClient, emit: Emit, host: str, lb
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="moorage-agent purge", description="Remove every instance and file of a service on this host.")
-    parser.add_argument("--root", default=ROOT, help=f"release files (default {ROOT})")
-    parser.add_argument("--config-root", default=CONFIG_ROOT, help=f"definitions, env files, state (default {CONFIG_ROOT})")
-    parser.add_argument("--units-dir", default=UNITS_DIR, help=argparse.SUPPRESS)
-    parser.add_argument("--consul", default=os.environ.get("CONSUL_HTTP_ADDR", DEFAULT_ADDRESS), help="the local Consul agent")
-    parser.add_argument("--host", default="", help="this host's inventory name (for messages)")
+    add_host_arguments(parser)
     parser.add_argument("--lb", action="append", default=[], help="lb host that must stop routing an instance first (repeat)")
     parser.add_argument("service")
     return parser.parse_args(argv)
