@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from example_specs import example_spec, sealed_secrets
 from junitparser import Failure, JUnitXml, Skipped, TestCase, TestSuite
 from platform_cli import Platform
 
@@ -40,19 +41,14 @@ SECRET_NAME = "JENKINSED_TOKEN"
 
 def spec_text(*, failing: bool = False) -> str:
     """examples/hello/moorage.yml as the service ``jenkinsed``: its own port and route, a secret, quicker gates."""
-    text = (REPO / "examples/hello/moorage.yml").read_text()
     env = '{GREETING: hi, HELLO_FAIL_HEALTH: "1"}' if failing else "{GREETING: hi}"
-    replacements = {
+    return example_spec("hello", {
         "name: hello": f"name: {SERVICE}",
         "port: 8080": f"port: {PORT}",
         "hello.example.test": ROUTE_HOST,
         "env: {GREETING: hi}": f"env: {env}\n  secrets: [{SECRET_NAME}]",
         "update: {maxParallel: 1, minHealthy: 3s, healthyDeadline: 60s}": "update: {maxParallel: 1, minHealthy: 2s, healthyDeadline: 15s}",
-    }
-    for old, new in replacements.items():
-        assert old in text, f"examples/hello/moorage.yml changed: {old!r} not found"
-        text = text.replace(old, new)
-    return text
+    })  # fmt: skip
 
 
 @dataclass
@@ -114,13 +110,8 @@ def service_repo(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -
     credentials = work / "credentials"  # what Jenkins writes for withCredentials, outside the workspace
     credentials.mkdir(mode=0o700)
     vault_password = credentials / "vault-password"
-    vault_password.write_text(uuid.uuid4().hex + "\n")
     secrets = repo / "secrets.vault.yml"
-    secrets.write_text(f"{SECRET_NAME}: jenkins-{uuid.uuid4().hex}\n")
-    subprocess.run(
-        [str(VENV_BIN / "ansible-vault"), "encrypt", str(secrets), "--vault-password-file", str(vault_password)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    sealed_secrets(secrets, vault_password, {SECRET_NAME: f"jenkins-{uuid.uuid4().hex}"})
     ssh_key = credentials / "ssh-key"
     shutil.copy2(platform.lab.ssh_key, ssh_key)
     ssh_key.chmod(0o600)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import requests
+from example_specs import example_spec, sealed_secrets
 from http_load import HttpLoad, LoadSummary
 from moorage_cli import Run
 from platform_cli import Platform
@@ -98,16 +99,11 @@ class Deployment:
 
 def spec_text(*, env: str = "{GREETING: hi}") -> str:
     """examples/hello/moorage.yml with a secret, quicker health gates, the artifact by absolute path."""
-    text = (REPO / "examples/hello/moorage.yml").read_text()
-    replacements = {
+    return example_spec("hello", {
         "artifact: ./app": f"artifact: {REPO / 'examples/hello/app'}",
         "env: {GREETING: hi}": f"env: {env}\n  secrets: [{SECRET_NAME}]",
         "update: {maxParallel: 1, minHealthy: 3s, healthyDeadline: 60s}": "update: {maxParallel: 1, minHealthy: 2s, healthyDeadline: 20s}",
-    }
-    for old, new in replacements.items():
-        assert old in text, f"examples/hello/moorage.yml changed: {old!r} not found"
-        text = text.replace(old, new)
-    return text
+    })  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -118,14 +114,8 @@ def deployment(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> 
     spec.write_text(spec_text())
     failing_spec = work / "hello-failing.yml"
     failing_spec.write_text(spec_text(env='{GREETING: hi, HELLO_FAIL_HEALTH: "1"}'))
-    vault_password = work / "vault-password"
-    vault_password.write_text(uuid.uuid4().hex + "\n")
-    secrets = work / "secrets.yml"
-    secrets.write_text(f"{SECRET_NAME}: {SECRET_VALUE}\n")
-    subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-vault"), "encrypt", str(secrets), "--vault-password-file", str(vault_password)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    vault_password, secrets = work / "vault-password", work / "secrets.yml"
+    sealed_secrets(secrets, vault_password, {SECRET_NAME: SECRET_VALUE})
     assert SECRET_VALUE not in secrets.read_text()
     return Deployment(platform, work, work / "runs", spec, failing_spec, secrets, vault_password, runs=[])
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import requests
+from example_specs import example_spec
 from moorage_cli import Run
 from platform_cli import Platform
 from ruamel.yaml import YAML
@@ -56,18 +57,14 @@ class Portless:
 
     def spec(self, service: str, *, replicas: int = REPLICAS, port: int | None = None) -> Path:
         """examples/hello/moorage.yml as SERVICE: no `port` (or the one given), its own route host, quick health gates."""
-        text = (REPO / "examples/hello/moorage.yml").read_text()
-        replacements = {
+        text = example_spec("hello", {
             "name: hello": f"name: {service}",
             "artifact: ./app": f"artifact: {REPO / 'examples/hello/app'}",
             "replicas: 3": f"replicas: {replicas}",
             "  port: 8080\n": "" if port is None else f"  port: {port}\n",
             "host: hello.example.test": f"host: {route_host(service)}",
             "{maxParallel: 1, minHealthy: 3s, healthyDeadline: 60s}": "{maxParallel: 2, minHealthy: 1s, healthyDeadline: 30s}",
-        }
-        for old, new in replacements.items():
-            assert old in text, f"examples/hello/moorage.yml changed: {old!r} not found"
-            text = text.replace(old, new)
+        })  # fmt: skip
         path = self.work / f"{service}{'' if port is None else f'-{port}'}.yml"
         path.write_text(text)
         return path

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from example_specs import example_spec
 from http_load import HttpLoad
 from platform_cli import Platform
 
@@ -42,18 +43,13 @@ GIT_IDENTITY = {
 
 def spec_text() -> str:
     """examples/hello/moorage.yml as service `pushed` on port 8491, two instances, quicker health gates."""
-    text = (REPO / "examples/hello/moorage.yml").read_text()
-    replacements = {
+    return example_spec("hello", {
         "name: hello": f"name: {SERVICE}",
         "port: 8080": "port: 8491",
         "replicas: 3": "replicas: 2",
         "hello.example.test": ROUTE_HOST,
         "update: {maxParallel: 1, minHealthy: 3s, healthyDeadline: 60s}": "update: {maxParallel: 1, minHealthy: 2s, healthyDeadline: 20s}",
-    }
-    for old, new in replacements.items():
-        assert old in text, f"examples/hello/moorage.yml changed: {old!r} not found"
-        text = text.replace(old, new)
-    return text
+    })  # fmt: skip
 
 
 @dataclass(frozen=True)

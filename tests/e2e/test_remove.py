@@ -14,8 +14,6 @@ release 1 as a first deploy. Everything is real: the CLI, SSH, Consul, NGINX, Pr
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from typing import Any
 
 import pytest
 import requests
+from example_specs import example_spec, sealed_secrets
 from moorage_cli import Run, moorage
 from platform_cli import Platform
 from waiting import eventually
@@ -40,13 +39,6 @@ SECRET_NAME = "GONE_TOKEN"
 SECRET_VALUE = f"moorage-remove-secret-{uuid.uuid4().hex}"
 INGRESS_CONFIG = "/etc/nginx/moorage/ingress.conf"
 UPDATE = "update: {maxParallel: 1, minHealthy: 3s, healthyDeadline: 60s}"  # both examples' rollout, made quicker here
-
-
-def replaced(text: str, replacements: dict[str, str]) -> str:
-    for old, new in replacements.items():
-        assert old in text, f"the example changed: {old!r} not found"
-        text = text.replace(old, new)
-    return text
 
 
 @dataclass
@@ -101,8 +93,8 @@ def removal(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Ite
     work = tmp_path_factory.mktemp("remove")
     systemd = work / "gone.yml"
     systemd.write_text(
-        replaced(
-            (REPO / "examples/hello/moorage.yml").read_text(),
+        example_spec(
+            "hello",
             {
                 "name: hello": f"name: {SYSTEMD}",
                 "artifact: ./app": f"artifact: {REPO / 'examples/hello/app'}",
@@ -115,8 +107,8 @@ def removal(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Ite
     )
     box = work / "gone-box.yml"
     box.write_text(
-        replaced(
-            (REPO / "examples/hello-docker/moorage.yml").read_text(),
+        example_spec(
+            "hello-docker",
             {
                 "name: hello-docker": f"name: {DOCKER}",
                 "imageArchive: ./image.tar": f"imageArchive: {REPO / 'examples/hello-docker/image.tar'}",
@@ -126,14 +118,8 @@ def removal(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Ite
             },
         )
     )
-    password = work / "vault-password"
-    password.write_text(uuid.uuid4().hex + "\n")
-    secrets = work / "secrets.yml"
-    secrets.write_text(f"{SECRET_NAME}: {SECRET_VALUE}\n")
-    subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-vault"), "encrypt", str(secrets), "--vault-password-file", str(password)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    password, secrets = work / "vault-password", work / "secrets.yml"
+    sealed_secrets(secrets, password, {SECRET_NAME: SECRET_VALUE})
     yield Removal(platform, {SYSTEMD: systemd, DOCKER: box}, ("--secrets", str(secrets), "--vault-password-file", str(password)))
     for service in (SYSTEMD, DOCKER):  # the lab as this module found it
         moorage("remove", service, "--yes")
