@@ -12,6 +12,7 @@ Traffic goes only to the lab's lb host (from this host, ``Host:`` set to the rou
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -469,6 +470,14 @@ def test_the_secret_value_is_in_no_output_log_journal_or_artifact(deployment: De
         assert all(line.startswith("600 root /etc/moorage/hello/") for line in modes), f"{host.name}: {modes}"
         journal = lab.run(host.name, f"journalctl --no-pager -o cat | grep -c -F {SECRET_VALUE} || true").stdout.strip()
         assert journal == "0", f"{host.name}'s journal holds the secret {journal} time(s)"
+        processes = lab.run(host.name, "ps -eo args").stdout
+        assert SECRET_VALUE not in processes, f"{host.name}: a process's command line holds the secret"
+    api = deployment.platform.consul_api(lab.group("consul_servers")[0].name)
+    everything = requests.get(
+        f"{api}/kv/", params={"recurse": "true"}, headers={"X-Consul-Token": deployment.platform.management_token}, timeout=10
+    )
+    values = [base64.b64decode(entry["Value"] or "").decode(errors="replace") for entry in everything.json()]
+    assert values and not [value for value in values if SECRET_VALUE in value], "a Consul KV value holds the secret"
     logging_host = lab.group("logging")[0].name
     stored = lab.run(logging_host, f"grep -rl -F {SECRET_VALUE} /var/log/moorage || true").stdout.strip()
     assert stored == "", f"the logging host stored the secret in {stored}"
