@@ -158,13 +158,19 @@ def test_the_ssh_key_and_user_come_from_ansibles_variables_when_the_inventory_na
 # --- nothing asks: a CI job has no one to answer -------------------------------------------------
 
 
-def test_no_command_prompts() -> None:
+def test_no_command_asks_unless_stdin_is_a_terminal() -> None:
+    """A prompt only where the same function checks ``isatty()`` first (``remove`` asks on a terminal and
+    refuses without ``--yes`` elsewhere: tests/unit/test_remove_cli.py); everywhere else, nothing asks."""
     asking = {"prompt", "confirm", "input", "getpass", "edit", "pause"}
     found = []
     for path in sorted((REPO / "src" / "moorage").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call):
-                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-                if name in asking:
-                    found.append(f"{path.relative_to(REPO)}:{node.lineno}: {name}()")
+        for function in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            names = {node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "") for node in ast.walk(function)}
+            for node in ast.walk(function):
+                if isinstance(node, ast.Call):
+                    name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                    if name in asking and "isatty" not in names:
+                        found.append(f"{path.relative_to(REPO)}:{node.lineno}: {name}()")
     assert found == []
