@@ -16,7 +16,7 @@ import pytest
 from consul_dev import ConsulDev
 from release_samples import LEGACY_RECORD, sample_release
 
-from moorage.deploy.lock import DeployLock, current_holder
+from moorage.deploy.lock import SESSION_TTL, DeployLock, current_holder
 from moorage.deploy.releases import KEEP, ReleaseStore
 from moorage.errors import BadInput, Locked, MoorageError
 
@@ -67,6 +67,23 @@ def test_a_crashed_deploy_loses_its_lock_when_its_session_expires(agent: ConsulD
     assert current_holder(client, "crashy").version == "9"
     with DeployLock(client, "crashy", version="10", action="deploy", wait=timedelta(seconds=60)):
         assert current_holder(client, "crashy").version == "10"
+
+
+def test_a_command_waiting_longer_than_its_sessions_ttl_keeps_its_session_and_gets_the_lock(client: consul.Consul) -> None:
+    """--lock-wait beyond twice the session TTL (the most Consul waits before it drops an unrenewed session)."""
+    held = threading.Event()
+
+    def hold_then_release() -> None:
+        with DeployLock(client, "patient", version="1", action="deploy"):
+            held.set()
+            time.sleep(2 * SESSION_TTL.total_seconds() + 3)
+
+    holder = threading.Thread(target=hold_then_release)
+    holder.start()
+    assert held.wait(30)
+    with DeployLock(client, "patient", version="2", action="deploy", wait=timedelta(seconds=90)):
+        assert current_holder(client, "patient").version == "2"
+    holder.join()
 
 
 def test_anonymous_cannot_take_the_lock(agent: ConsulDev) -> None:

@@ -85,13 +85,17 @@ class DeployLock:
             lock_delay=0,
             checks=[],  # only the TTL decides; a node-health tie would outlive a dead CLI
         )
+        # Renewed from the start: a command waiting for the lock (--lock-wait, or a crashed holder's
+        # session running out, up to twice its TTL) must not lose its own session meanwhile.
+        self._renewer = threading.Thread(target=self._renew, name=f"lock-{self.service}", daemon=True)
+        self._renewer.start()
         try:
             self._acquire()
         except BaseException:
+            self._stop_renewing.set()
+            self._renewer.join()
             self.client.session.destroy(self.session_id)
             raise
-        self._renewer = threading.Thread(target=self._renew, name=f"lock-{self.service}", daemon=True)
-        self._renewer.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
