@@ -81,6 +81,11 @@ class Deployment:
         assert run.returncode == 0, run.stderr
         return run.result()["releases"]
 
+    def unknown(self, service: str) -> bool:
+        """Whether `moorage status` and `moorage releases` both say ``service`` does not exist (exit 2)."""
+        runs = [self.moorage(command, service, "--output", "json") for command in ("status", "releases")]
+        return all(run.returncode == 2 and f"{service}: no such service" in run.stdout for run in runs)
+
     def answers(self, host_header: str = ROUTE_HOST, count: int = 30) -> list[str]:
         return [requests.get(f"http://{self.lb}/", headers={"Host": host_header}, timeout=10).text.strip() for _ in range(count)]
 
@@ -429,7 +434,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(deployment: Deployment
     assert run.returncode == 2, run.stdout + run.stderr
     assert len(run.error_lines()) == 1 and named in run.error_lines()[0], run.stderr
     assert "Traceback" not in run.stderr
-    assert deployment.releases("hello-bad") == [] and deployment.status("hello-bad") == []
+    assert deployment.unknown("hello-bad")
     assert deployment.status() == status_before
 
 

@@ -118,6 +118,8 @@ class Hardy:
 
     def releases(self) -> list[dict[str, Any]]:
         run = self.moorage("releases", SERVICE, "--output", "json")
+        if run.returncode == 2 and f"{SERVICE}: no such service" in run.stdout:
+            return []  # not deployed yet
         assert run.returncode == 0, run.describe()
         return run.result()["releases"]
 
