@@ -242,12 +242,14 @@ def test_ctrl_c_on_the_push_does_not_stop_the_deploy_halfway(setup: Setup) -> No
     setup.use_stub(exit_code=0)
     (setup.stub_dir / "hold").touch()
     setup.commit("interrupted")
-    # its own process group, as a terminal's foreground job: Ctrl-C is SIGINT to the whole group
-    push = subprocess.Popen(["git", "-C", str(setup.clone), "push", str(setup.bare), "main"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=setup.env(), start_new_session=True)  # fmt: skip
+    # its own process group, as a terminal's foreground job: Ctrl-C is SIGINT to the whole group. Its
+    # output goes to a file, not a pipe: the hook (still running, by design) holds the pipe's other end.
+    with (setup.stub_dir / "push-output").open("w") as output:
+        push = subprocess.Popen(["git", "-C", str(setup.clone), "push", str(setup.bare), "main"],
+                                stdout=output, stderr=output, text=True, env=setup.env(), start_new_session=True)  # fmt: skip
     wait_for(setup.stub_dir / "deploy-args", "the push's deploy starting")
     os.killpg(push.pid, signal.SIGINT)
-    push.communicate(timeout=60)
+    push.wait(timeout=60)
     assert push.returncode != 0
     (setup.stub_dir / "hold").unlink()
     wait_for(setup.stub_dir / "finished", "the deploy running to its end after the pusher left")
