@@ -13,6 +13,13 @@ for the deploy itself.
     with HttpLoad("10.213.13.11", "hello.example.test") as load:
         ...deploy...
     load.summary.failed == 0
+
+``KeepAliveLoad`` is the other kind of client: each thread keeps one connection open and sends
+GET and POST in turn on it, as a browser or a pooled HTTP client does. A connection the server
+closes under it (a reset, or an idle connection closed between two requests) fails the request
+that meets it, and is counted as a connection error: nothing is retried, so every failure is one
+a pooled client would see. Each request is recorded (method, status or error, version served), and
+``summary.connections`` counts the TCP connections opened, so a test can see they were reused.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -36,6 +44,7 @@ class LoadSummary:
     versions: Counter[str] = field(default_factory=Counter)
     failure_samples: list[str] = field(default_factory=list)  # the first few failures, for the report
     seconds: float = 0.0
+    connections: int = 0  # TCP connections opened (KeepAliveLoad; HttpLoad opens one per request)
 
     @property
     def failed(self) -> int:
@@ -43,7 +52,7 @@ class LoadSummary:
 
     def describe(self) -> str:
         return (
-            f"{self.sent} requests in {self.seconds:.1f}s, statuses {dict(self.statuses)}, "
+            f"{self.sent} requests in {self.seconds:.1f}s on {self.connections} connections, statuses {dict(self.statuses)}, "
             f"connection errors {dict(self.errors)}, versions {dict(self.versions)}, first failures {self.failure_samples}"
         )
 
@@ -87,6 +96,8 @@ class HttpLoad:
         deadline = time.monotonic() + self.limit_seconds
         while not self._stop.is_set() and time.monotonic() < deadline:
             connection = http.client.HTTPConnection(self.address, self.port, timeout=10)
+            with self._lock:
+                self.summary.connections += 1
             try:
                 connection.request("GET", self.path, headers={"Host": self.host_header, "Connection": "close"})
                 response = connection.getresponse()
@@ -110,3 +121,106 @@ class HttpLoad:
             failed = error is not None or not 200 <= (status or 0) < 300
             if failed and len(self.summary.failure_samples) < 5:
                 self.summary.failure_samples.append(error or f"{status}: {body.strip()[:120]}")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request of a KeepAliveLoad: its method, and its status or the connection error that ended it."""
+
+    method: str
+    status: int | None
+    error: str | None  # the exception's name (ConnectionResetError, RemoteDisconnected, TimeoutError, ...)
+    version: str | None  # the ``version N`` of a 2xx answer's body
+
+
+class _CountedConnection(http.client.HTTPConnection):
+    """An HTTPConnection that reports each TCP connection it opens (also its own reconnects after ``Connection: close``)."""
+
+    def __init__(self, address: str, port: int, timeout: float, on_connect: Callable[[], None]) -> None:
+        super().__init__(address, port, timeout=timeout)
+        self._on_connect = on_connect
+
+    def connect(self) -> None:
+        super().connect()
+        self._on_connect()
+
+
+class KeepAliveLoad:
+    """``threads`` persistent connections, each sending GET and POST in turn every ``interval`` seconds, until the block ends."""
+
+    def __init__(
+        self,
+        address: str,
+        host_header: str,
+        *,
+        path: str = "/",
+        threads: int = 4,
+        interval: float = 0.05,
+        port: int = 80,
+        timeout: float = 10,
+        limit_seconds: float = 900,
+    ) -> None:
+        self.address, self.host_header, self.path, self.port = address, host_header, path, port
+        self.interval, self.timeout, self.limit_seconds = interval, timeout, limit_seconds
+        self.summary = LoadSummary()
+        self.answers: list[Answer] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._send, args=(index,), daemon=True) for index in range(threads)]
+        self._started = 0.0
+
+    def __enter__(self) -> KeepAliveLoad:
+        self._started = time.monotonic()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.summary.seconds = time.monotonic() - self._started
+
+    def _connected(self) -> None:
+        with self._lock:
+            self.summary.connections += 1
+
+    def _send(self, index: int) -> None:
+        deadline = time.monotonic() + self.limit_seconds
+        connection: _CountedConnection | None = None
+        number = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            number += 1
+            method = "POST" if number % 2 == 0 else "GET"
+            body = f"keep-alive probe {index}.{number}\n".encode() if method == "POST" else None
+            if connection is None:
+                connection = _CountedConnection(self.address, self.port, self.timeout, self._connected)
+            try:
+                headers = {"Host": self.host_header} | ({"Content-Type": "text/plain"} if body is not None else {})
+                connection.request(method, self.path, body=body, headers=headers)
+                response = connection.getresponse()
+                self._record(method, response.status, response.read().decode(errors="replace"), None)
+            except (OSError, http.client.HTTPException) as failure:
+                self._record(method, None, "", type(failure).__name__)
+                connection.close()
+                connection = None  # the next request opens a new one, as a pool replaces a broken connection
+            self._stop.wait(self.interval)
+        if connection is not None:
+            connection.close()
+
+    def _record(self, method: str, status: int | None, body: str, error: str | None) -> None:
+        found = VERSION_IN_BODY.search(body)
+        version = found.group(1) if found and status is not None and 200 <= status < 300 else None
+        with self._lock:
+            self.answers.append(Answer(method, status, error, version))
+            self.summary.sent += 1
+            if error is not None:
+                self.summary.errors[error] += 1
+            else:
+                assert status is not None
+                self.summary.statuses[status] += 1
+                if version is not None:
+                    self.summary.versions[version] += 1
+            failed = error is not None or not 200 <= (status or 0) < 300
+            if failed and len(self.summary.failure_samples) < 5:
+                self.summary.failure_samples.append(f"{method} {error or f'{status}: {body.strip()[:120]}'}")
