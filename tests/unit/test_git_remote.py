@@ -247,13 +247,16 @@ def test_ctrl_c_on_the_push_does_not_stop_the_deploy_halfway(setup: Setup) -> No
     with (setup.stub_dir / "push-output").open("w") as output:
         push = subprocess.Popen(["git", "-C", str(setup.clone), "push", str(setup.bare), "main"],
                                 stdout=output, stderr=output, text=True, env=setup.env(), start_new_session=True)  # fmt: skip
+    pushed = setup.git("rev-parse", "HEAD").stdout.strip()
     wait_for(setup.stub_dir / "deploy-args", "the push's deploy starting")
     os.killpg(push.pid, signal.SIGINT)
-    push.wait(timeout=60)
+    time.sleep(1)
+    (setup.stub_dir / "hold").unlink()  # the deploy may go on now: it was not stopped by the Ctrl-C
+    push.wait(timeout=120)  # git may wait for its receive-pack, which waits for the hook
     assert push.returncode != 0
-    (setup.stub_dir / "hold").unlink()
     wait_for(setup.stub_dir / "finished", "the deploy running to its end after the pusher left")
-    assert setup.remote_ref("main") is None  # git was gone: the branch did not move
+    # Whether git moved the branch depends on whether its receive-pack outlived the Ctrl-C; never half-way.
+    assert setup.remote_ref("main") in (None, pushed)
 
 
 def test_remove_deletes_the_repository(setup: Setup) -> None:
