@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Self
 
 VERSION_IN_BODY = re.compile(r"version (\S+)")
 
@@ -57,8 +58,63 @@ class LoadSummary:
         )
 
 
-class HttpLoad:
-    """Constant traffic from ``threads`` threads until the ``with`` block ends (or ``limit_seconds``)."""
+class _Load:
+    """What both clients share: ``threads`` threads sending until the ``with`` block ends (or
+    ``limit_seconds``), and the tally of their answers in ``summary``."""
+
+    def __init__(
+        self, address: str, host_header: str, *, path: str, threads: int, interval: float, port: int, timeout: float, limit_seconds: float
+    ) -> None:
+        self.address, self.host_header, self.path, self.port = address, host_header, path, port
+        self.interval, self.timeout, self.limit_seconds = interval, timeout, limit_seconds
+        self.summary = LoadSummary()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._send, args=(index,), daemon=True) for index in range(threads)]
+        self._started = 0.0
+
+    def __enter__(self) -> Self:
+        self._started = time.monotonic()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.summary.seconds = time.monotonic() - self._started
+
+    def _sending(self) -> bool:
+        return not self._stop.is_set() and time.monotonic() < self._started + self.limit_seconds
+
+    def _connected(self) -> None:
+        with self._lock:
+            self.summary.connections += 1
+
+    def _send(self, index: int) -> None:
+        raise NotImplementedError
+
+    def _tally(self, status: int | None, body: str, error: str | None, label: str = "") -> str | None:
+        """One answer (a status and body, or the connection error's name) counted; the version it served. Call under ``_lock``."""
+        found = VERSION_IN_BODY.search(body)
+        version = found.group(1) if found and status is not None and 200 <= status < 300 else None
+        self.summary.sent += 1
+        if error is not None:
+            self.summary.errors[error] += 1
+        else:
+            assert status is not None
+            self.summary.statuses[status] += 1
+            if version is not None:
+                self.summary.versions[version] += 1
+        failed = error is not None or not 200 <= (status or 0) < 300
+        if failed and len(self.summary.failure_samples) < 5:
+            self.summary.failure_samples.append(label + (error or f"{status}: {body.strip()[:120]}"))
+        return version
+
+
+class HttpLoad(_Load):
+    """Constant traffic from ``threads`` threads, a new connection per GET."""
 
     def __init__(
         self,
@@ -71,56 +127,25 @@ class HttpLoad:
         port: int = 80,
         limit_seconds: float = 900,
     ) -> None:
-        self.address, self.host_header, self.path, self.port = address, host_header, path, port
-        self.interval = interval
-        self.limit_seconds = limit_seconds
-        self.summary = LoadSummary()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._send, daemon=True) for _ in range(threads)]
-        self._started = 0.0
+        super().__init__(
+            address, host_header, path=path, threads=threads, interval=interval, port=port, timeout=10, limit_seconds=limit_seconds
+        )
 
-    def __enter__(self) -> HttpLoad:
-        self._started = time.monotonic()
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-        self.summary.seconds = time.monotonic() - self._started
-
-    def _send(self) -> None:
-        deadline = time.monotonic() + self.limit_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            connection = http.client.HTTPConnection(self.address, self.port, timeout=10)
-            with self._lock:
-                self.summary.connections += 1
+    def _send(self, index: int) -> None:
+        while self._sending():
+            connection = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
+            self._connected()
             try:
                 connection.request("GET", self.path, headers={"Host": self.host_header, "Connection": "close"})
                 response = connection.getresponse()
-                self._count(response.status, response.read().decode(errors="replace"), None)
+                answer: tuple[int | None, str, str | None] = (response.status, response.read().decode(errors="replace"), None)
             except (OSError, http.client.HTTPException) as failure:
-                self._count(None, "", type(failure).__name__)
+                answer = (None, "", type(failure).__name__)
             finally:
                 connection.close()
+            with self._lock:
+                self._tally(*answer)
             self._stop.wait(self.interval)
-
-    def _count(self, status: int | None, body: str, error: str | None) -> None:
-        with self._lock:
-            self.summary.sent += 1
-            if error is not None:
-                self.summary.errors[error] += 1
-            else:
-                assert status is not None
-                self.summary.statuses[status] += 1
-                if (found := VERSION_IN_BODY.search(body)) and 200 <= status < 300:
-                    self.summary.versions[found.group(1)] += 1
-            failed = error is not None or not 200 <= (status or 0) < 300
-            if failed and len(self.summary.failure_samples) < 5:
-                self.summary.failure_samples.append(error or f"{status}: {body.strip()[:120]}")
 
 
 @dataclass(frozen=True)
@@ -145,7 +170,7 @@ class _CountedConnection(http.client.HTTPConnection):
         self._on_connect()
 
 
-class KeepAliveLoad:
+class KeepAliveLoad(_Load):
     """``threads`` persistent connections, each sending GET and POST in turn every ``interval`` seconds, until the block ends."""
 
     def __init__(
@@ -160,36 +185,15 @@ class KeepAliveLoad:
         timeout: float = 10,
         limit_seconds: float = 900,
     ) -> None:
-        self.address, self.host_header, self.path, self.port = address, host_header, path, port
-        self.interval, self.timeout, self.limit_seconds = interval, timeout, limit_seconds
-        self.summary = LoadSummary()
+        super().__init__(
+            address, host_header, path=path, threads=threads, interval=interval, port=port, timeout=timeout, limit_seconds=limit_seconds
+        )
         self.answers: list[Answer] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._send, args=(index,), daemon=True) for index in range(threads)]
-        self._started = 0.0
-
-    def __enter__(self) -> KeepAliveLoad:
-        self._started = time.monotonic()
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-        self.summary.seconds = time.monotonic() - self._started
-
-    def _connected(self) -> None:
-        with self._lock:
-            self.summary.connections += 1
 
     def _send(self, index: int) -> None:
-        deadline = time.monotonic() + self.limit_seconds
         connection: _CountedConnection | None = None
         number = 0
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while self._sending():
             number += 1
             method = "POST" if number % 2 == 0 else "GET"
             body = f"keep-alive probe {index}.{number}\n".encode() if method == "POST" else None
@@ -209,18 +213,6 @@ class KeepAliveLoad:
             connection.close()
 
     def _record(self, method: str, status: int | None, body: str, error: str | None) -> None:
-        found = VERSION_IN_BODY.search(body)
-        version = found.group(1) if found and status is not None and 200 <= status < 300 else None
         with self._lock:
+            version = self._tally(status, body, error, f"{method} ")
             self.answers.append(Answer(method, status, error, version))
-            self.summary.sent += 1
-            if error is not None:
-                self.summary.errors[error] += 1
-            else:
-                assert status is not None
-                self.summary.statuses[status] += 1
-                if version is not None:
-                    self.summary.versions[version] += 1
-            failed = error is not None or not 200 <= (status or 0) < 300
-            if failed and len(self.summary.failure_samples) < 5:
-                self.summary.failure_samples.append(f"{method} {error or f'{status}: {body.strip()[:120]}'}")
