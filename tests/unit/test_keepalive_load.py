@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from http_load import KeepAliveLoad
+from http_load import HttpLoad, KeepAliveLoad
 from wrk_load import WrkLoad, parse_wrk_output
 
 HOST_HEADER = "kept.example.test"
@@ -105,6 +105,19 @@ def until(condition: Callable[[], bool], what: str, within: float = 30) -> None:
 
 def port_of(server: Server) -> int:
     return int(server.server_address[1])
+
+
+# --- HttpLoad (a new connection per request) -----------------------------------------------------
+
+
+def test_http_load_opens_a_connection_per_get_and_counts_every_answer(server: tuple[Server, Seen]) -> None:
+    httpd, seen = server
+    with HttpLoad("127.0.0.1", HOST_HEADER, port=port_of(httpd), threads=2, interval=0.005) as load:
+        until(lambda: seen.requests() >= 20, "20 requests at the server")
+    summary = load.summary
+    assert summary.failed == 0 and summary.sent == seen.requests() == summary.statuses[200] == summary.versions["7"], summary.describe()
+    assert summary.connections == seen.connections == summary.sent, summary.describe()
+    assert seen.methods["GET"] == summary.sent and set(seen.hosts) == {HOST_HEADER}
 
 
 # --- KeepAliveLoad (Python, http.client) ----------------------------------------------------------
