@@ -58,6 +58,16 @@ class LoadSummary:
         )
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One request of a KeepAliveLoad: its method, and its status or the connection error that ended it."""
+
+    method: str
+    status: int | None
+    error: str | None  # the exception's name (ConnectionResetError, RemoteDisconnected, TimeoutError, ...)
+    version: str | None  # the ``version N`` of a 2xx answer's body
+
+
 class _Load:
     """What both clients share: ``threads`` threads sending until the ``with`` block ends (or
     ``limit_seconds``), and the tally of their answers in ``summary``."""
@@ -114,7 +124,11 @@ class _Load:
 
 
 class HttpLoad(_Load):
-    """Constant traffic from ``threads`` threads, a new connection per GET."""
+    """Constant traffic from ``threads`` threads, a new connection per request.
+
+    ``methods`` are sent in turn by each thread (default GET only; ``("GET", "POST")`` alternates,
+    a POST carrying a short text body); every request is also kept in ``answers`` with its method.
+    """
 
     def __init__(
         self,
@@ -126,17 +140,25 @@ class HttpLoad(_Load):
         interval: float = 0.02,
         port: int = 80,
         limit_seconds: float = 900,
+        methods: tuple[str, ...] = ("GET",),
     ) -> None:
         super().__init__(
             address, host_header, path=path, threads=threads, interval=interval, port=port, timeout=10, limit_seconds=limit_seconds
         )
+        self.methods = methods
+        self.answers: list[Answer] = []
 
     def _send(self, index: int) -> None:
+        number = 0
         while self._sending():
+            method = self.methods[number % len(self.methods)]
+            number += 1
+            body = f"new-connection probe {index}.{number}\n".encode() if method == "POST" else None
+            headers = {"Host": self.host_header, "Connection": "close"} | ({"Content-Type": "text/plain"} if body is not None else {})
             connection = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
             self._connected()
             try:
-                connection.request("GET", self.path, headers={"Host": self.host_header, "Connection": "close"})
+                connection.request(method, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 answer: tuple[int | None, str, str | None] = (response.status, response.read().decode(errors="replace"), None)
             except (OSError, http.client.HTTPException) as failure:
@@ -144,18 +166,9 @@ class HttpLoad(_Load):
             finally:
                 connection.close()
             with self._lock:
-                self._tally(*answer)
+                version = self._tally(*answer, f"{method} ")
+                self.answers.append(Answer(method, answer[0], answer[2], version))
             self._stop.wait(self.interval)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One request of a KeepAliveLoad: its method, and its status or the connection error that ended it."""
-
-    method: str
-    status: int | None
-    error: str | None  # the exception's name (ConnectionResetError, RemoteDisconnected, TimeoutError, ...)
-    version: str | None  # the ``version N`` of a 2xx answer's body
 
 
 class _CountedConnection(http.client.HTTPConnection):

@@ -120,6 +120,19 @@ def test_http_load_opens_a_connection_per_get_and_counts_every_answer(server: tu
     assert seen.methods["GET"] == summary.sent and set(seen.hosts) == {HOST_HEADER}
 
 
+def test_http_load_sends_get_and_post_in_turn_each_on_a_new_connection(server: tuple[Server, Seen]) -> None:
+    httpd, seen = server
+    seen.post_status = 500
+    with HttpLoad("127.0.0.1", HOST_HEADER, port=port_of(httpd), threads=2, interval=0.005, methods=("GET", "POST")) as load:
+        until(lambda: seen.requests() >= 20, "20 requests at the server")
+    summary = load.summary
+    assert summary.connections == seen.connections == summary.sent == len(load.answers), summary.describe()
+    by_method = Counter((answer.method, answer.status) for answer in load.answers)
+    assert by_method == Counter({("GET", 200): seen.methods["GET"], ("POST", 500): seen.methods["POST"]}), by_method
+    assert abs(seen.methods["GET"] - seen.methods["POST"]) <= 2 and summary.failed == seen.methods["POST"], summary.describe()
+    assert summary.failure_samples[0].startswith("POST 500: "), summary.failure_samples
+
+
 # --- KeepAliveLoad (Python, http.client) ----------------------------------------------------------
 
 
