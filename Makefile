@@ -81,10 +81,10 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/ansible-lint roles playbooks
 
+# bench/run.py: deploy vs floor, no-op deploy, discovery p50/p99, failed requests under load, platform
+# moorage vs stock; one table and bench/results.json (docs/performance.md). BENCH_ARGS=--quick: one small lab.
 bench: setup
-	$(BIN)/python bench/lab.py
-	$(BIN)/python bench/deploy.py
-	$(BIN)/python bench/converge.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) artifacts $(EXAMPLE_BUILDS)

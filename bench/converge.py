@@ -2,12 +2,12 @@
 
 For each lab size (its own lab, ``PREFIX-N``; PREFIX is ``$MOORAGE_LAB`` or ``bench-platform``):
 
-1. a fresh lab; ``moorage platform up`` converges it (timed), then the no-op re-runs are timed
+1. a fresh lab; the stock settings converge it (timed);
+2. a fresh lab again; ``moorage platform up`` converges it (timed), then the no-op re-runs are timed
    side by side on that converged lab: ``moorage platform up`` (moorage's settings, as a user runs
    it), the same playbook with stock Ansible settings and, with ``--factcache``, moorage's settings
    with a fact cache of the bench's own (moorage keeps one per inventory since runner.py hands
-   ansible-runner the directory; ansible-runner overwrote the environment variable before);
-2. a fresh lab again; the stock settings converge it (timed).
+   ansible-runner the directory; ansible-runner overwrote the environment variable before).
 
 Stock settings: no pipelining, no ControlPersist (``ControlMaster=no``/``ControlPath=none`` come
 first in ``ANSIBLE_SSH_ARGS``; ssh keeps the first value of an option, so the lab inventory's own
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
+from lab import memory_mib_per_machine  # bench/lab.py, beside this file
 from rich.console import Console
 from rich.table import Table
 
@@ -74,6 +75,7 @@ class Run:
 class SizeResult:
     hosts: int
     runs: list[Run] = field(default_factory=list)
+    memory: dict[str, float] = field(default_factory=dict)  # per machine once moorage converged the lab (bench/lab.py)
 
     def seconds(self, settings: str, kind: str) -> float | None:
         times = [run.seconds for run in self.runs if run.settings == settings and run.kind == kind]
@@ -162,12 +164,20 @@ def fresh_lab(lab: str, hosts: int) -> Path:
     return inventory
 
 
-def bench_size(hosts: int, *, repeat: int, factcache: bool, keep: bool) -> SizeResult:
-    lab = f"{os.environ.get('MOORAGE_LAB') or 'bench-platform'}-{hosts}"
+def bench_size(hosts: int, *, repeat: int = 1, factcache: bool = False, keep: bool = False, lab: str | None = None) -> SizeResult:
+    """One lab size: the stock converge on a fresh lab, then moorage's converge on a fresh lab and the no-op runs on it.
+
+    Moorage's converge comes last so that ``keep`` leaves a lab converged by ``moorage platform up``
+    (run.py deploys on it next).
+    """
+    lab = lab or f"{os.environ.get('MOORAGE_LAB') or 'bench-platform'}-{hosts}"
     result = SizeResult(hosts=hosts)
     try:
         inventory = fresh_lab(lab, hosts)
+        result.runs.append(measured("stock", "converge", lambda: ansible_platform_up(inventory, STOCK_SETTINGS)))
+        inventory = fresh_lab(lab, hosts)
         result.runs.append(measured("moorage", "converge", lambda: moorage_platform_up(lab, inventory)))
+        result.memory = memory_mib_per_machine(lab)
         cache_dir = Path(tempfile.mkdtemp(prefix="moorage-bench-facts-"))
         if factcache:  # fill the cache once; the timed runs below then find it
             ansible_platform_up(inventory, ansible_envvars(), fact_cache=cache_dir)
@@ -178,8 +188,6 @@ def bench_size(hosts: int, *, repeat: int, factcache: bool, keep: bool) -> SizeR
                 run = measured("moorage+factcache", "noop", lambda: ansible_platform_up(inventory, ansible_envvars(), fact_cache=cache_dir))
                 result.runs.append(run)
         shutil.rmtree(cache_dir, ignore_errors=True)
-        inventory = fresh_lab(lab, hosts)
-        result.runs.append(measured("stock", "converge", lambda: ansible_platform_up(inventory, STOCK_SETTINGS)))
     finally:
         if not keep:
             moorage(lab, "lab", "down")

@@ -19,8 +19,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-os.environ["MOORAGE_LAB"] = "bench-lab"
-
 from moorage import lab
 from moorage.lab.aptrepo import ensure_apt_repo
 from moorage.lab.image import ensure_base_image
@@ -59,8 +57,8 @@ def mem_available_kib() -> int:
     raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
-def memory_kib_of_machines() -> dict[str, dict[str, int]]:
-    """Per bench-lab machine: PSS and RSS summed over its nspawn and every process below it."""
+def memory_kib_of_machines(name: str | None = None) -> dict[str, dict[str, int]]:
+    """Per machine of lab ``name`` (default: ``$MOORAGE_LAB``'s): PSS and RSS summed over its nspawn and every process below it."""
     parents: dict[int, int] = {}
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -69,7 +67,7 @@ def memory_kib_of_machines() -> dict[str, dict[str, int]]:
             except (OSError, IndexError, ValueError):
                 continue
     totals: dict[str, dict[str, int]] = {}
-    for machine_dir in sorted((lab_dir() / "machines").glob("lab-*")):
+    for machine_dir in sorted((lab_dir(name) / "machines").glob("lab-*")):
         root = int((machine_dir / "pid").read_text())
         tree, frontier = {root}, [root]
         while frontier:
@@ -90,7 +88,18 @@ def memory_kib_of_machines() -> dict[str, dict[str, int]]:
     return totals
 
 
+def memory_mib_per_machine(name: str | None = None) -> dict[str, float]:
+    """Mean PSS and RSS per machine of a lab, in MiB (run.py reads it on a converged lab)."""
+    memory = memory_kib_of_machines(name)
+    count = max(len(memory), 1)
+    return {
+        "pss_mib_per_machine": round(sum(m["Pss"] for m in memory.values()) / count / 1024, 1),
+        "rss_mib_per_machine": round(sum(m["Rss"] for m in memory.values()) / count / 1024, 1),
+    }
+
+
 def main() -> None:
+    os.environ["MOORAGE_LAB"] = "bench-lab"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="3,10,20", help="lab sizes to bring up from the cached image")
     parser.add_argument("--skip-cold-build", action="store_true")
@@ -107,13 +116,12 @@ def main() -> None:
         available_before = mem_available_kib()
         up_seconds = timed(lambda size=size: lab.up(size))
         time.sleep(IDLE_SETTLE_SECONDS)
-        memory = memory_kib_of_machines()
+        memory = memory_mib_per_machine()
         available_drop = available_before - mem_available_kib()
         ups.append({
             "hosts": size,
             "up_seconds": round(up_seconds, 2),
-            "pss_mib_per_machine": round(sum(m["Pss"] for m in memory.values()) / len(memory) / 1024, 1),
-            "rss_mib_per_machine": round(sum(m["Rss"] for m in memory.values()) / len(memory) / 1024, 1),
+            **memory,
             "mem_available_drop_mib_per_machine": round(available_drop / size / 1024, 1),
         })  # fmt: skip
         again = timed(lambda size=size: lab.up(size))
