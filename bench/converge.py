@@ -164,17 +164,20 @@ def fresh_lab(lab: str, hosts: int) -> Path:
     return inventory
 
 
-def bench_size(hosts: int, *, repeat: int = 1, factcache: bool = False, keep: bool = False, lab: str | None = None) -> SizeResult:
+def bench_size(
+    hosts: int, *, repeat: int = 1, factcache: bool = False, keep: bool = False, lab: str | None = None, stock_converge: bool = True
+) -> SizeResult:
     """One lab size: the stock converge on a fresh lab, then moorage's converge on a fresh lab and the no-op runs on it.
 
     Moorage's converge comes last so that ``keep`` leaves a lab converged by ``moorage platform up``
-    (run.py deploys on it next).
+    (run.py deploys on it next). Without ``stock_converge`` the stock settings run only the no-op.
     """
     lab = lab or f"{os.environ.get('MOORAGE_LAB') or 'bench-platform'}-{hosts}"
     result = SizeResult(hosts=hosts)
     try:
-        inventory = fresh_lab(lab, hosts)
-        result.runs.append(measured("stock", "converge", lambda: ansible_platform_up(inventory, STOCK_SETTINGS)))
+        if stock_converge:
+            inventory = fresh_lab(lab, hosts)
+            result.runs.append(measured("stock", "converge", lambda: ansible_platform_up(inventory, STOCK_SETTINGS)))
         inventory = fresh_lab(lab, hosts)
         result.runs.append(measured("moorage", "converge", lambda: moorage_platform_up(lab, inventory)))
         result.memory = memory_mib_per_machine(lab)

@@ -115,6 +115,7 @@ def cpu_seconds() -> float:
 
 def platform_summary(size: converge.SizeResult) -> dict[str, Any]:
     return {
+        "measured_at": now(),
         **asdict(size),
         "moorage_converge_seconds": size.seconds("moorage", "converge"),
         "stock_converge_seconds": size.seconds("stock", "converge"),
@@ -132,7 +133,8 @@ def run_size(hosts: int, arguments: argparse.Namespace, document: dict[str, Any]
     try:
         if "platform" in sections:
             print(f"[{now()}] platform: {hosts} hosts (lab {lab})", flush=True)
-            size = converge.bench_size(hosts, lab=lab, keep=True)
+            stock_converge = arguments.stock_converge_sizes is None or hosts in arguments.stock_converge_sizes
+            size = converge.bench_size(hosts, lab=lab, keep=True, stock_converge=stock_converge)
             document["platform"]["sizes"].append(platform_summary(size))
         if not {"deploy", "load", "discovery"} & set(sections):
             return
@@ -146,7 +148,7 @@ def run_size(hosts: int, arguments: argparse.Namespace, document: dict[str, Any]
                     continue
                 print(f"[{now()}] deploy: {case.name} on {lab_hosts} hosts", flush=True)
                 timing = deploy.bench_case(case, work, start, lab_hosts)
-                document["deploy"]["runs"].append({**asdict(timing), "rolling_vs_floor": timing.rolling_vs_floor})
+                document["deploy"]["runs"].append({"measured_at": now(), **asdict(timing), "rolling_vs_floor": timing.rolling_vs_floor})
         if not largest:
             return
         load_case = parse_case(LOAD_CASE)
@@ -203,7 +205,7 @@ def table_rows(document: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(
             (
                 f"platform converge, {hosts} hosts: moorage / stock",
-                f"{size['moorage_converge_seconds']} s / {size['stock_converge_seconds']} s",
+                f"{size['moorage_converge_seconds']} s / {size['stock_converge_seconds'] or '(not run)'} s",
                 f"{size['converge_moorage_over_stock']}x",
             )
         )
@@ -256,15 +258,12 @@ def table_rows(document: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"{client['non_2xx']} / {client['connection_errors']}",
                 )
             )
-    total = document.get("controller", {})
-    if total:
-        rows.append(
-            (
-                "controller CPU, the whole run",
-                f"{total['cpu_seconds']:.0f} s",
-                f"in {total['wall_seconds']:.0f} s wall, load avg mean {total['load_average']['mean']} max {total['load_average']['max']}",
-            )
-        )
+    for key, label in (("controller_of_merged_run", f"the run of {document.get('merged_from')}"), ("controller", "this run")):
+        total = document.get(key)
+        if total:
+            averages = total["load_average"]
+            wall = f"in {total['wall_seconds']:.0f} s wall, load avg mean {averages['mean']} max {averages['max']}"
+            rows.append((f"controller CPU, {label}", f"{total['cpu_seconds']:.0f} s", wall))
     return rows
 
 
@@ -275,6 +274,8 @@ def print_table(document: dict[str, Any]) -> None:
     for row in table_rows(document):
         table.add_row(*row)
     Console(width=200).print(table)
+    if document.get("merged_from"):
+        print(f"rows of other lab sizes and sections as measured by the run of {document['merged_from']} (their measured_at says when)")
 
 
 def main() -> None:
@@ -286,7 +287,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one 4-host lab, cases 3x1 and 6x2, 20 events")
     parser.add_argument("--lab-prefix", default="bench-run", help="labs are PREFIX-N (default bench-run)")
     parser.add_argument("--keep", action="store_true", help="leave the labs running")
+    parser.add_argument("--stock-converge-sizes", help="lab sizes whose converge also runs with stock settings (default: every size)")
+    parser.add_argument("--merge", action="store_true", help="keep what results.json holds for other lab sizes and sections")
     arguments = parser.parse_args()
+    if arguments.stock_converge_sizes is not None:
+        arguments.stock_converge_sizes = {int(size) for size in arguments.stock_converge_sizes.split(",") if size}
     if arguments.quick:
         arguments.sizes, arguments.cases, arguments.events = "4", "3x1,6x2", 20
     arguments.sections = [name.strip() for name in arguments.only.split(",") if name.strip()]
@@ -295,7 +300,8 @@ def main() -> None:
         parser.error(f"unknown sections {sorted(unknown)}; known: {', '.join(SECTIONS)}")
     sizes = sorted(int(size) for size in arguments.sizes.split(","))
 
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() and arguments.only != ",".join(SECTIONS) else {}
+    merging = arguments.merge or arguments.only != ",".join(SECTIONS)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() and merging else {}
     document: dict[str, Any] = {
         "generated": now(),
         "machine": machine(),
@@ -317,6 +323,26 @@ def main() -> None:
         for section in SECTIONS:  # sections not run this time: as measured before
             if section not in arguments.sections and section in previous:
                 document[section] = previous[section]
+        if arguments.merge:  # other lab sizes of a section run this time: as measured before, marked so
+            document["merged_from"] = previous.get("generated")
+            document["controller_of_merged_run"] = previous.get("controller")
+            keep = [
+                {**entry, "measured_at": entry.get("measured_at") or previous.get("generated")}
+                for entry in previous.get("platform", {}).get("sizes", [])
+                if entry["hosts"] not in sizes
+            ]
+            document["platform"]["sizes"] = sorted(
+                keep + [entry for entry in document["platform"]["sizes"] if entry not in keep], key=lambda entry: entry["hosts"]
+            )
+            runs = [
+                {**run, "measured_at": run.get("measured_at") or previous.get("generated")}
+                for run in previous.get("deploy", {}).get("runs", [])
+                if run["lab_hosts"] not in sizes
+            ]
+            document["deploy"]["runs"] = runs + [run for run in document["deploy"]["runs"] if run not in runs]
+            for section in ("load", "discovery"):
+                if section not in document and section in previous:
+                    document[section] = previous[section]
         document["table"] = [list(row) for row in table_rows(document)]
         RESULTS.write_text(json.dumps(document, indent=2) + "\n")
 
