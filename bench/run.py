@@ -126,7 +126,8 @@ def platform_summary(size: converge.SizeResult) -> dict[str, Any]:
     }
 
 
-def run_size(hosts: int, arguments: argparse.Namespace, document: dict[str, Any], largest: bool, work: Path) -> None:
+def run_size(hosts: int, arguments: argparse.Namespace, document: dict[str, Any], largest: bool, work: Path, save: Any) -> None:
+    """One lab size's sections; ``save()`` after each, so what was measured survives a failure or a stop later."""
     lab = f"{arguments.lab_prefix}-{hosts}"
     os.environ["MOORAGE_LAB"] = lab
     sections = arguments.sections
@@ -136,6 +137,7 @@ def run_size(hosts: int, arguments: argparse.Namespace, document: dict[str, Any]
             stock_converge = arguments.stock_converge_sizes is None or hosts in arguments.stock_converge_sizes
             size = converge.bench_size(hosts, lab=lab, keep=True, stock_converge=stock_converge)
             document["platform"]["sizes"].append(platform_summary(size))
+            save()
         if not {"deploy", "load", "discovery"} & set(sections):
             return
         inventory, _ = deploy.ensure_lab(hosts)
@@ -149,6 +151,7 @@ def run_size(hosts: int, arguments: argparse.Namespace, document: dict[str, Any]
                 print(f"[{now()}] deploy: {case.name} on {lab_hosts} hosts", flush=True)
                 timing = deploy.bench_case(case, work, start, lab_hosts)
                 document["deploy"]["runs"].append({"measured_at": now(), **asdict(timing), "rolling_vs_floor": timing.rolling_vs_floor})
+                save()
         if not largest:
             return
         load_case = parse_case(LOAD_CASE)
@@ -159,6 +162,7 @@ def run_size(hosts: int, arguments: argparse.Namespace, document: dict[str, Any]
             print(f"[{now()}] load: {load_case.name} rolled under load through {lbs[0]}", flush=True)
             result = deploy.deploy_under_load(load_case, work, lbs[0])
             document["load"] = {"measured_at": now(), "lab": lab, "lab_hosts": lab_hosts, **asdict(result)}
+            save()
         if "discovery" in sections:
             print(f"[{now()}] discovery: {arguments.events} events on {load_case.name}, {len(lbs)} lbs", flush=True)
             token = read_consul_secrets(inventory)["consul_bootstrap_token"]
@@ -311,7 +315,7 @@ def main() -> None:
     }
     started, cpu_before = time.monotonic(), cpu_seconds()
 
-    def save(complete: bool) -> None:
+    def save(complete: bool = False) -> None:
         """results.json as far as measured (after each lab size, so a failure later keeps what was measured)."""
         document["complete"] = complete
         document["controller"] = {
@@ -348,7 +352,7 @@ def main() -> None:
 
     with LoadSampler() as sampler, tempfile.TemporaryDirectory(prefix="moorage-bench-") as work:
         for size in sizes:
-            run_size(size, arguments, document, size == sizes[-1], Path(work))
+            run_size(size, arguments, document, size == sizes[-1], Path(work), save)
             save(complete=size == sizes[-1])
     print_table(document)
     print(f"wrote {RESULTS}")
