@@ -93,7 +93,7 @@ class LoadSampler:
 def machine() -> dict[str, Any]:
     meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
     labs_dir = Path(os.environ.get("MOORAGE_STATE_DIR", "/var/lib/moorage")) / "labs"
-    running = sorted(path.parent.parent.name for path in labs_dir.glob("*/machines/*/pid")) if labs_dir.exists() else []
+    running = sorted(path.parents[2].name for path in labs_dir.glob("*/machines/*/pid")) if labs_dir.exists() else []
     return {
         "cpus": os.cpu_count(),
         "mem_total_mib": int(meminfo["MemTotal"].split()[0]) // 1024,
