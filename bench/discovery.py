@@ -9,7 +9,9 @@ token sent over SSH's stdin, never on a command line).
 Both ends of an event are read from clocks of this one kernel (the lab's machines are
 systemd-nspawn containers of this host, so they share its clock):
 
-* start: the instance's host takes ``time.time()`` right after its Consul agent answered the PUT;
+* start: the instance's host takes ``time.time()`` right before it sends the PUT to its Consul
+  agent (taken after the answer, it came later than some lbs' acks: the change is in force before
+  the agent's answer is read);
 * end: every lb's ingress watcher acknowledged the new state (``moorage/ingress/LB/SERVICE`` in
   Consul KV, ``agents/acks.py``); the ack's ``updated`` is the time the watcher stamped it, after
   NGINX's balancer took the state (in force for the next request of every worker). The latest
@@ -43,8 +45,9 @@ import time, urllib.request
 request = urllib.request.Request(
     "http://127.0.0.1:8500/v1/agent/service/maintenance/{service_id}?enable={enable}&reason=bench",
     method="PUT", headers={{"X-Consul-Token": {token!r}}})
+started = time.time()
 urllib.request.urlopen(request, timeout=10).read()
-print(repr(time.time()))
+print(repr(started))
 """
 
 
@@ -110,7 +113,7 @@ def bench_discovery(inventory: Path, ssh_key: Path, management_token: str, servi
                 raise SystemExit(f"{service} {backend}: not {want.value} on lb {', '.join(lacking)} within {WAIT_SECONDS}s")
             table = read_acks(consul)
             ended = max(epoch(ack.updated) for lb in lb_names if (ack := table.ack(lb, service)) is not None)
-            if ended < started:
+            if ended + 0.001 < started:  # ``updated`` is cut to the millisecond
                 raise SystemExit(f"{service} {backend}: the lbs' acks are older than the change ({ended} < {started})")
             (result.drained_ms if enable else result.routed_ms).append(round((ended - started) * 1000, 1))
             time.sleep(0.2)  # the next event starts from a settled state
