@@ -210,7 +210,7 @@ def table_rows(document: dict[str, Any]) -> list[tuple[str, str, str]]:
             (
                 f"platform converge, {hosts} hosts: moorage / stock",
                 f"{size['moorage_converge_seconds']} s / {size['stock_converge_seconds'] or '(not run)'} s",
-                f"{size['converge_moorage_over_stock']}x",
+                f"{size['converge_moorage_over_stock']}x" if size["stock_converge_seconds"] else "-",
             )
         )
         rows.append(
