@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 from platform_cli import Platform, platform_up
 from waiting import eventually
 
@@ -137,19 +136,4 @@ def restore(platform: Platform) -> None:
         lab.run(host.name, "systemctl start consul")
     for host in lab.group("lb"):
         lab.run(host.name, "systemctl start nginx moorage-ingress")
-    eventually(lambda: consul_settled(platform), within=120, every=1, what="Consul with a leader and every host an alive member")
-
-
-def consul_settled(platform: Platform) -> bool | None:
-    """True once a Consul server answers with a leader and every lab host is an alive member (serf status 1)."""
-    for server in platform.lab.group("consul_servers"):
-        api = platform.consul_api(server.name)
-        headers = {"X-Consul-Token": platform.management_token}
-        try:
-            leader = requests.get(f"{api}/status/leader", timeout=3).json()
-            members = requests.get(f"{api}/agent/members", headers=headers, timeout=3).json()
-        except (requests.RequestException, ValueError):
-            continue
-        alive = {member["Name"] for member in members if member["Status"] == 1}
-        return True if leader and alive >= {host.name for host in platform.lab.hosts} else None
-    return None
+    eventually(platform.consul_settled, within=120, every=1, what="Consul with a leader, every host an alive member, every server healthy")
