@@ -29,6 +29,7 @@ ports while both run. Instance ``k`` therefore has two identities, ``NAME-k`` an
 holds on the host); with a fixed ``spec.port`` the ``b`` side listens on ``spec.port + maxPerHost
 + slot``, so it alternates between two ports. A plan keeps the identity each instance runs under
 now (:func:`plan_service`), so a deploy of what runs changes nothing.
+
 Everything here is pure: hosts and the ports in use (a :class:`moorage.ports.PortBook`) in, a
 :class:`Plan` out.
 """
