@@ -8,9 +8,10 @@ of that user (tests/http_load.py ``NotesLoad``: a note written, then read back, 
 per request, every answer counted): version 2 starts beside version 1 on the same host and volume
 (start-first, the default for a service with volumes), a release that never gets healthy is
 removed while version 2 keeps serving, a rollback; then a reboot of the host; then a deploy with
-``update.order: stop-first``, whose gap is measured (docs/deploy.md). Every note ever stored must be
-there after each step. Last, the JWT key is searched in everything moorage printed, every journal,
-the central log store, the artifact and Consul KV.
+``update.order: stop-first``, whose gap is measured (docs/deploy.md); then ``moorage remove``, which
+keeps the volume. Every note ever stored must be there after each step. Last, the JWT key is
+searched in everything moorage printed, every journal, the central log store, the artifact and
+Consul KV.
 
 Traffic goes only to the lab's lb host (from this host, ``Host:`` set to the route's name).
 """
@@ -278,6 +279,23 @@ def test_stop_first_stops_the_old_release_before_starting_the_new_and_keeps_the_
     print(
         f"stop-first gap: {load.gap_seconds:.1f}s, {load.summary.failed} of {load.summary.sent} requests failed; {load.summary.describe()}"
     )
+
+
+def test_remove_takes_whichever_identity_runs_and_keeps_the_volume(notebook: Notebook, v1: Run) -> None:
+    host = notebook.one_instance()["host"]
+    run = notebook.deploy(notebook.spec("v5", spec_text()), "5")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert notebook.one_instance()["instance"] == f"{SERVICE}-1b"  # start-first again: beside notebook-1
+    notebook.kept_everything()
+    removed = notebook.moorage("remove", SERVICE, "--yes", "--output", "json")
+    assert removed.returncode == 0, removed.stderr
+    # Both identities had files on the host (definitions of earlier releases): both are gone now.
+    assert set(removed.result()["instances"]) == {f"{SERVICE}-1", f"{SERVICE}-1b"}, removed.result()
+    assert notebook.units(host) == []
+    gone = notebook.moorage("status", SERVICE)
+    assert gone.returncode == 2 and f"{SERVICE}: no such service" in gone.stderr + gone.stdout, gone.stderr
+    kept = notebook.platform.lab.run(host, f"ls {VOLUME}").stdout.split()
+    assert "notes.sqlite3" in kept, kept  # the data outlives the service, like a PersistentVolumeClaim
 
 
 def test_the_jwt_key_is_in_no_output_log_artifact_or_consul_value(notebook: Notebook, v1: Run) -> None:
