@@ -26,14 +26,40 @@ NO_INVENTORY_HINT = "no inventory: pass -i INVENTORY, set MOORAGE_INVENTORY or s
 INVENTORY_ENV = "MOORAGE_INVENTORY"
 
 
+# What Ansible would read as an inventory source in a directory: files with these suffixes (or
+# none, like ``hosts``); group_vars/, host_vars/, hidden files and notes such as README.md are not.
+INVENTORY_SUFFIXES = frozenset({"", ".yml", ".yaml", ".ini", ".json", ".toml", ".cfg", ".py", ".sh"})
+NOT_INVENTORY = frozenset({"ansible.cfg"})
+
+
 def chosen_inventory(option: Path | None) -> Path:
-    """``-i`` (or ``MOORAGE_INVENTORY``, which click reads into the option) when given, else the running lab's."""
+    """``-i`` (or ``MOORAGE_INVENTORY``, which click reads into the option) when given, else the running lab's.
+
+    A given path must be an inventory file or a directory holding one: a typo is one line before
+    anything runs, never an Ansible run against a host named like the path.
+    """
     if option is not None:
-        return option
+        return existing_inventory(option)
     lab_inventory = lab_inventory_path()
     if lab_inventory.exists():
         return lab_inventory
     raise BadInput(NO_INVENTORY_HINT)
+
+
+def existing_inventory(path: Path) -> Path:
+    if path.is_dir():
+        if not any(_inventory_source(entry) for entry in path.iterdir()):
+            raise BadInput(f"{path}: inventory not found: the directory holds no inventory file (e.g. hosts.yml)")
+        return path
+    if not path.is_file():
+        raise BadInput(f"{path}: inventory not found")
+    return path
+
+
+def _inventory_source(entry: Path) -> bool:
+    if entry.name.startswith(".") or entry.name in NOT_INVENTORY or not entry.is_file():
+        return False
+    return entry.suffix.lower() in INVENTORY_SUFFIXES
 
 
 def inventory_option(help_text: str = "Ansible inventory (default: $MOORAGE_INVENTORY, else the running lab's).") -> Callable[[F], F]:
