@@ -7,6 +7,7 @@ else ``MOORAGE_INVENTORY``, else the running lab's (``moorage lab up``), else on
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,8 +18,10 @@ import click
 from moorage.deploy.connection import SecretsFile
 from moorage.errors import BadInput
 from moorage.lab.paths import inventory_path as lab_inventory_path
+from moorage.lab.vault import password_for as lab_password_for
 from moorage.output import OutputFormat, use_format
 from moorage.spec.units import parse_duration
+from moorage.vault import PASSWORD_ENV
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +63,31 @@ def _inventory_source(entry: Path) -> bool:
     if entry.name.startswith(".") or entry.name in NOT_INVENTORY or not entry.is_file():
         return False
     return entry.suffix.lower() in INVENTORY_SUFFIXES
+
+
+def site_passwords(inventory: Path, *given: Path | None) -> tuple[Path, ...]:
+    """The vault password files that may open the site's vault file, in the order they are tried.
+
+    Those given on the command line (``--vault-password-file``), then ``ANSIBLE_VAULT_PASSWORD_FILE``
+    (Ansible's own convention), then the lab's own password when ``inventory`` is a lab's.
+    """
+    candidates = [path for path in given if path is not None]
+    if os.environ.get(PASSWORD_ENV):
+        candidates.append(Path(os.environ[PASSWORD_ENV]).expanduser())
+    lab_password = lab_password_for(inventory)
+    if lab_password is not None:
+        candidates.append(lab_password)
+    return tuple(dict.fromkeys(candidates))
+
+
+def vault_password_option(command: F) -> F:
+    """``--vault-password-file P``: opens the site's vault file (the command gets ``vault_password_file``)."""
+    return click.option(
+        "--vault-password-file",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help=f"Opens the site's Ansible Vault files (default: ${PASSWORD_ENV}; the lab's own for the lab).",
+    )(command)
 
 
 def inventory_option(help_text: str = "Ansible inventory (default: $MOORAGE_INVENTORY, else the running lab's).") -> Callable[[F], F]:
@@ -126,7 +154,7 @@ def secrets_options(command: F) -> F:
         "--vault-password-file",
         type=click.Path(path_type=Path, exists=True, dir_okay=False),
         default=None,
-        help="Opens the --secrets vault.",
+        help=f"Opens the --secrets vault and the site's vault file (default for the site's: ${PASSWORD_ENV}).",
     )(with_secrets)
     with_secrets = click.option(
         "--secrets",

@@ -11,7 +11,7 @@ the preflight), so bad input leaves no record behind. No playbook runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -94,10 +94,16 @@ class Session:
 
 
 def open_session(
-    inventory_path: Path, *, reporter: Reporter | None = None, secrets: SecretsFile | None = None, lock_wait: timedelta = timedelta(0)
+    inventory_path: Path,
+    *,
+    reporter: Reporter | None = None,
+    secrets: SecretsFile | None = None,
+    lock_wait: timedelta = timedelta(0),
+    passwords: Sequence[Path] = (),
 ) -> Session:
-    inventory = load_inventory(inventory_path)
-    access = platform_access(inventory)
+    """``passwords``: the vault password files that may open the site's vault file (its management token)."""
+    inventory = load_inventory(inventory_path, passwords)
+    access = platform_access(inventory, passwords)
     context = DeployContext(
         inventory=inventory,
         reporter=reporter or QuietReporter(),
