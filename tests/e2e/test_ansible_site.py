@@ -49,8 +49,10 @@ def recap(output: str) -> list[str]:
 
 def test_plain_ansible_playbook_converges_the_platform_and_a_second_run_changes_nothing(platform: Platform) -> None:
     lab = platform.lab
+    # As an ops engineer tries it in a checkout: the lab's inventory through its link in inventory/lab/.
+    assert (REPO / "inventory/lab/hosts.yml").resolve() == lab.inventory.resolve()
     command = [
-        str(BIN / "ansible-playbook"), "-i", str(lab.inventory), "playbooks/platform.yml",
+        str(BIN / "ansible-playbook"), "-i", "inventory/lab/hosts.yml", "playbooks/platform.yml",
         "--vault-password-file", str(lab_vault.password_file(lab.name)),
     ]  # fmt: skip
     environment = clean_environment(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
@@ -174,3 +176,36 @@ def test_a_second_controller_with_a_copy_of_the_inventory_deploys_scales_and_rol
         moorage("remove", SERVICE, "--yes")
     assert not any(platform.management_token in output for output in outputs)
     assert not list(state.rglob("*vault*")), "the second controller keeps no secrets of its own"
+
+
+def test_the_hashicorp_install_path_passes_check_mode_on_a_lab_machine(platform: Platform, tmp_path: Path) -> None:
+    """Installing a current Consul from HashiCorp's apt repository is the production path; the lab cannot
+    reach HashiCorp, so the real tasks run in check mode on a real Debian machine: they load, template
+    with its facts, and would add the repository; nothing on the machine changes."""
+    lab = platform.lab
+    host = lab.hosts[-1].name
+    playbook = tmp_path / "hashicorp.yml"
+    playbook.write_text(
+        "- name: Consul from HashiCorp's apt repository, in check mode\n"
+        f"  hosts: {host}\n"
+        "  gather_facts: true\n"
+        "  gather_subset: ['!all', min]\n"
+        "  tasks:\n"
+        "    - name: The consul role's hashicorp install path\n"
+        "      ansible.builtin.include_role:\n"
+        "        name: moorage.platform.consul\n"
+        "        tasks_from: install-hashicorp\n"
+        "      vars:\n"
+        "        consul_install_source: hashicorp\n"
+    )
+    command = [
+        str(BIN / "ansible-playbook"), "-i", str(lab.inventory), str(playbook), "--check", "--diff",
+        "--vault-password-file", str(lab_vault.password_file(lab.name)),
+    ]  # fmt: skip
+    checked = run(command, cwd=REPO, env=clean_environment(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}"))
+    assert checked.returncode == 0, checked.stdout[-4000:] + checked.stderr[-2000:]
+    assert "Suites: bookworm" in checked.stdout and "URIs: https://apt.releases.hashicorp.com" in checked.stdout, checked.stdout[-4000:]
+    assert "Signed-By: /etc/apt/keyrings/hashicorp.asc" in checked.stdout
+    [line] = recap(checked.stdout)
+    assert "changed=1" in line and "failed=0" in line, line
+    assert lab.run(host, "test -e /etc/apt/sources.list.d/hashicorp.sources", check=False).returncode == 1
