@@ -83,7 +83,7 @@ def test_secrets_kept_by_moorage_0_1_move_into_the_inventory_once(site: Path, tm
     assert migrate_legacy_secrets(site, [new]) is False  # once
 
 
-def test_the_cli_tries_the_given_password_then_ansible_s_variable_then_the_lab_s(
+def test_the_cli_tries_the_given_password_then_the_lab_s_then_ansible_s_variable(
     site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MOORAGE_STATE_DIR", str(tmp_path / "state"))
@@ -93,6 +93,7 @@ def test_the_cli_tries_the_given_password_then_ansible_s_variable_then_the_lab_s
     lab_inventory = tmp_path / "state" / "labs" / "mylab" / "hosts.yml"
     lab_inventory.parent.mkdir(parents=True)
     lab_inventory.write_text("all: {}\n")
+    assert site_passwords(lab_inventory, given) == (given, lab_vault.password_file("mylab"), from_env)
     monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE")
     [lab_password] = site_passwords(lab_inventory)
     assert lab_password == lab_vault.password_file("mylab") == lab_inventory.parent / "vault-password"

@@ -68,15 +68,16 @@ def _inventory_source(entry: Path) -> bool:
 def site_passwords(inventory: Path, *given: Path | None) -> tuple[Path, ...]:
     """The vault password files that may open the site's vault file, in the order they are tried.
 
-    Those given on the command line (``--vault-password-file``), then ``ANSIBLE_VAULT_PASSWORD_FILE``
-    (Ansible's own convention), then the lab's own password when ``inventory`` is a lab's.
+    Those given on the command line (``--vault-password-file``), then the lab's own password when
+    ``inventory`` is a lab's, then ``ANSIBLE_VAULT_PASSWORD_FILE`` (Ansible's own convention). A new
+    site's vault file is encrypted with the first.
     """
     candidates = [path for path in given if path is not None]
-    if os.environ.get(PASSWORD_ENV):
-        candidates.append(Path(os.environ[PASSWORD_ENV]).expanduser())
     lab_password = lab_password_for(inventory)
     if lab_password is not None:
         candidates.append(lab_password)
+    if os.environ.get(PASSWORD_ENV):
+        candidates.append(Path(os.environ[PASSWORD_ENV]).expanduser())
     return tuple(dict.fromkeys(candidates))
 
 
