@@ -32,8 +32,9 @@ from waiting import eventually
 from moorage import lab as lab_api
 from moorage.errors import MoorageError
 from moorage.lab.ssh import run_remote
+from moorage.lab.vault import password_file
 from moorage.reporting import TextReporter
-from moorage.vault import read_consul_secrets
+from moorage.vault import read_site_secrets
 
 SESSION_LAB_NAME = os.environ.get("MOORAGE_TEST_LAB", "moorage-test")
 SESSION_LAB_HOSTS = 4
@@ -105,7 +106,11 @@ def platform(lab: Lab) -> Platform:
     run = platform_up(lab.inventory)
     if run.returncode != 0:
         pytest.fail(f"moorage platform up failed (exit {run.returncode}): {run.stderr.strip()[-2000:]}")
-    return Platform(lab=lab, converge=run, management_token=read_consul_secrets(lab.inventory)["consul_bootstrap_token"])
+    return Platform(
+        lab=lab,
+        converge=run,
+        management_token=read_site_secrets(lab.inventory, [password_file(lab.name)])["consul_bootstrap_token"],
+    )
 
 
 # --- Restoring the shared lab after a test that powers machines off or stops platform services ---

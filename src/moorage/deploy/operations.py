@@ -94,10 +94,16 @@ class Session:
 
 
 def open_session(
-    inventory_path: Path, *, reporter: Reporter | None = None, secrets: SecretsFile | None = None, lock_wait: timedelta = timedelta(0)
+    inventory_path: Path,
+    *,
+    reporter: Reporter | None = None,
+    secrets: SecretsFile | None = None,
+    lock_wait: timedelta = timedelta(0),
+    passwords: Sequence[Path] = (),
 ) -> Session:
-    inventory = load_inventory(inventory_path)
-    access = platform_access(inventory)
+    """``passwords``: the vault password files that may open the site's vault file (its management token)."""
+    inventory = load_inventory(inventory_path, passwords)
+    access = platform_access(inventory, passwords)
     context = DeployContext(
         inventory=inventory,
         reporter=reporter or QuietReporter(),
