@@ -17,9 +17,14 @@ VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | 
 # What the examples need beyond their tracked files, so each validates in a fresh clone.
 EXAMPLE_BUILDS := examples/hello-docker/image.tar
 
-.PHONY: setup examples demo drill test test-unit test-e2e lint bench clean
+.PHONY: setup collection examples demo drill test test-unit test-e2e lint bench clean
 
-setup: $(APT_STAMP) $(VENV_STAMP) examples
+setup: $(APT_STAMP) $(VENV_STAMP) examples collection
+
+# The link .ansible/collections/ansible_collections/moorage/platform -> this checkout, so that
+# ansible.cfg finds the roles, modules and plugins by FQCN (the moorage CLI makes the same link).
+collection: $(VENV_STAMP)
+	@$(BIN)/python -c 'from moorage.paths import collections_dir; collections_dir()'
 
 $(APT_STAMP):
 	@if [ "$$(id -u)" != 0 ]; then echo "make setup: needs root to install Debian packages ($(APT_PACKAGES))" >&2; exit 1; fi

@@ -25,6 +25,7 @@ a pooled client would see. Each request is recorded (method, status or error, ve
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import threading
 import time
@@ -229,3 +230,81 @@ class KeepAliveLoad(_Load):
         with self._lock:
             version = self._tally(status, body, error, f"{method} ")
             self.answers.append(Answer(method, status, error, version))
+
+
+class NotesLoad(_Load):
+    """examples/notes-api's reads and writes as one signed-in user: each thread writes a note
+    (``POST /notes``, 201) and reads it back (``GET /notes/ID``, 200 with the same text) in turn,
+    a new connection per request like :class:`HttpLoad`. A read that answers another text counts as
+    a failure too. ``written``: id -> text of every note the API said it stored, to look for later;
+    the versions come from the ``X-Version`` header; ``failed_at``: when each failed request was sent,
+    so a test can tell how long a gap lasted."""
+
+    @property
+    def gap_seconds(self) -> float:
+        """From the first failed request to the last one (0: none failed)."""
+        return max(self.failed_at) - min(self.failed_at) if self.failed_at else 0.0
+
+    def __init__(
+        self,
+        address: str,
+        host_header: str,
+        token: str,
+        *,
+        threads: int = 4,
+        interval: float = 0.05,
+        port: int = 80,
+        limit_seconds: float = 900,
+    ) -> None:
+        super().__init__(
+            address, host_header, path="/notes", threads=threads, interval=interval, port=port, timeout=10, limit_seconds=limit_seconds
+        )
+        self.token = token
+        self.written: dict[int, str] = {}
+        self.failed_at: list[float] = []  # when each failed request was sent (time.monotonic())
+
+    def _send(self, index: int) -> None:
+        number = 0
+        last: tuple[int, str] | None = None  # the note this thread wrote, read back next
+        while self._sending():
+            number += 1
+            text = f"load note {index}.{number}"
+            method, path, body = (
+                ("POST", self.path, json.dumps({"text": text})) if last is None else ("GET", f"{self.path}/{last[0]}", None)
+            )
+            sent = time.monotonic()
+            connection = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
+            self._connected()
+            status: int | None = None
+            answer, version, error = "", None, None  # type: tuple[str, str | None, str | None]
+            try:
+                headers = {"Host": self.host_header, "Connection": "close", "Authorization": f"Bearer {self.token}"}
+                connection.request(method, path, body=body, headers=headers | ({"Content-Type": "application/json"} if body else {}))
+                response = connection.getresponse()
+                status, answer, version = response.status, response.read().decode(errors="replace"), response.getheader("X-Version")
+            except (OSError, http.client.HTTPException) as failure:
+                error = type(failure).__name__
+            finally:
+                connection.close()
+            stored = _note(answer) if status in (200, 201) else None
+            if method == "GET" and status == 200 and stored != last:
+                error = "WrongNote"  # the API answered, but not with the note it stored
+            with self._lock:
+                self._tally(status, answer, error, f"{method} {path} ")
+                if error is None and version is not None and status is not None and 200 <= status < 300:
+                    self.summary.versions[version] += 1
+                if method == "POST" and status == 201 and stored is not None:
+                    self.written[stored[0]] = stored[1]
+                if error is not None or status is None or not 200 <= status < 300:
+                    self.failed_at.append(sent)
+            last = stored if method == "POST" and status == 201 else None
+            self._stop.wait(self.interval)
+
+
+def _note(body: str) -> tuple[int, str] | None:
+    """``{"id", "text"}`` of a note-api answer (None: not such an answer)."""
+    try:
+        document = json.loads(body)
+        return int(document["id"]), str(document["text"])
+    except (ValueError, KeyError, TypeError):
+        return None

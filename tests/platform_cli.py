@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+
 
 @dataclass(frozen=True)
 class PlatformRun:
@@ -34,6 +36,24 @@ class Platform:
 
     def prometheus_api(self) -> str:
         return f"http://{self.lab.group('monitoring')[0].address}:9090/api/v1"
+
+    def consul_settled(self) -> bool | None:
+        """True once Consul can lose a server again: a leader, every lab host an alive member (serf status 1),
+        and every server a healthy voter, caught up on the leader's log (autopilot; a server just
+        started may still be catching up, and while it does, losing another server leaves no quorum)."""
+        headers = {"X-Consul-Token": self.management_token}
+        for server in self.lab.group("consul_servers"):
+            api = self.consul_api(server.name)
+            try:
+                leader = requests.get(f"{api}/status/leader", timeout=3).json()
+                members = requests.get(f"{api}/agent/members", headers=headers, timeout=3).json()
+                health = requests.get(f"{api}/operator/autopilot/health", headers=headers, timeout=3).json()
+            except (requests.RequestException, ValueError):
+                continue
+            alive = {member["Name"] for member in members if member["Status"] == 1}
+            tolerant = isinstance(health, dict) and health.get("Healthy") is True and health.get("FailureTolerance", 0) >= 1
+            return True if leader and tolerant and alive >= {host.name for host in self.lab.hosts} else None
+        return None
 
 
 def platform_up(inventory: Path, *extra: str) -> PlatformRun:

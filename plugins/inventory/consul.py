@@ -16,9 +16,11 @@ extends_documentation_fragment:
   - constructed
 options:
   plugin:
-    description: The name of this plugin; the inventory file must say so.
+    description: >-
+      The name of this plugin; the inventory file must say so: C(moorage.platform.consul) (its FQCN,
+      found through the collection), or C(consul) where the plugin is on the inventory plugin path.
     required: true
-    choices: ['consul', 'moorage.consul']
+    choices: ['moorage.platform.consul', 'consul']
   url:
     description: Base URL of a Consul agent's HTTP API.
     type: str
@@ -53,7 +55,7 @@ options:
 
 EXAMPLES = r"""
 # consul.yml
-plugin: consul
+plugin: moorage.platform.consul
 url: http://10.0.0.10:8500
 # token from CONSUL_HTTP_TOKEN
 keyed_groups:

@@ -11,18 +11,20 @@ from __future__ import annotations
 import contextlib
 import io
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ansible import constants as C
+from ansible.errors import AnsibleError
 from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from ansible.vars.manager import VariableManager
 
 from moorage.errors import BadInput
 from moorage.ports import DEFAULT_DYNAMIC_PORTS, INVENTORY_VARIABLE, PortRange
+from moorage.vault import NO_PASSWORD_HINT, site_vault, vault_secrets
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,18 @@ class Inventory:
         return self.ssh_targets[host]
 
 
-def load_inventory(path: Path) -> Inventory:
+def load_inventory(path: Path, passwords: Sequence[Path] = ()) -> Inventory:
+    """Read ``path`` as ansible-playbook does; ``passwords`` open its Ansible Vault files (the site's secrets).
+
+    A site vault file that no password opens is one line (exit 2), as is any other vault file.
+    """
     if not path.exists():
         raise BadInput(f"{path}: inventory not found")
+    site = site_vault(path, passwords)
+    if site.exists:
+        site.opening_password()
     loader = DataLoader()
+    loader.set_vault_secrets(vault_secrets(passwords))
     manager = InventoryManager(loader=loader, sources=[str(path)], parse=False)
     ansible_warnings = io.StringIO()
     with contextlib.redirect_stderr(ansible_warnings):
@@ -76,7 +86,12 @@ def load_inventory(path: Path) -> Inventory:
     variables = VariableManager(loader=loader, inventory=manager)
     # str(): ansible-core hands out its own str subclasses (tagged with their origin); plain text
     # from here on, so every consumer (YAML and JSON writers included) sees ordinary strings.
-    host_variables = {str(host.name): variables.get_vars(host=host, include_hostvars=False) for host in manager.get_hosts("all")}
+    try:
+        host_variables = {str(host.name): variables.get_vars(host=host, include_hostvars=False) for host in manager.get_hosts("all")}
+    except AnsibleError as error:
+        reason = " ".join(str(error.message).split())
+        hint = f" ({NO_PASSWORD_HINT})" if "vault" in reason.lower() else ""
+        raise BadInput(f"{path}: cannot read the inventory's variables: {reason}{hint}") from None
     ssh_targets = {name: _ssh_target(path, name, host_vars) for name, host_vars in host_variables.items()}
     hosts = {
         name: InventoryHost(name, ssh_targets[name].address, _dynamic_ports(path, name, host_vars))

@@ -20,6 +20,16 @@ adds ``NAME-4`` and moves nothing; scaling down removes the highest-numbered ins
 
 Canaries are the next indexes after the planned instances (``NAME-(replicas+1)`` ...), placed by
 the same rule; with dynamic ports a canary on its primary's host gets a port of its own.
+
+Start-first (``update.order``, the default for a service with volumes): a new release of an
+instance starts beside the old one on the same host, so the two need different identities and
+ports while both run. Instance ``k`` therefore has two identities, ``NAME-k`` and ``NAME-kb``
+(:func:`other_side`), and a deploy that replaces it uses the one that does not run now
+(:func:`start_beside`): with dynamic ports it gets a port the way a canary does (none its service
+holds on the host); with a fixed ``spec.port`` the ``b`` side listens on ``spec.port + maxPerHost
++ slot``, so it alternates between two ports. A plan keeps the identity each instance runs under
+now (:func:`plan_service`), so a deploy of what runs changes nothing.
+
 Everything here is pure: hosts and the ports in use (a :class:`moorage.ports.PortBook`) in, a
 :class:`Plan` out.
 """
@@ -44,6 +54,14 @@ class Instance:
     host: str  # inventory host name
     address: str  # the host's ansible_host
     port: int | None  # None when the service listens on no port
+
+
+BESIDE_SUFFIX = "b"  # NAME-kb: instance k's second identity, for a start-first release beside NAME-k
+
+
+def other_side(instance_id: str) -> str:
+    """The instance's other identity: ``notes-api-1`` <-> ``notes-api-1b``."""
+    return instance_id.removesuffix(BESIDE_SUFFIX) if instance_id.endswith(BESIDE_SUFFIX) else instance_id + BESIDE_SUFFIX
 
 
 # A unit, an env file and (usually) a port per instance: a VM runs hundreds, never millions.
@@ -83,7 +101,46 @@ def plan_service(service: ServiceSpec, hosts: Sequence[InventoryHost], canaries:
             extra = place(with_replicas(service, service.spec.replicas + canaries), hosts)[service.spec.replicas :]
         except BadInput as error:
             raise BadInput(f"--canary {canaries}: {error}") from None
-    return assign_ports(service, Plan(group=service.spec.placement.group, instances=instances, canaries=extra), hosts, ports)
+    plan = Plan(
+        group=service.spec.placement.group,
+        instances=tuple(_as_running(service, instance, ports) for instance in instances),
+        canaries=tuple(_as_running(service, instance, ports) for instance in extra),
+    )
+    return assign_ports(service, plan, hosts, ports)
+
+
+def start_beside(service: ServiceSpec, plan: Plan, hosts: Sequence[InventoryHost], ports: PortBook) -> Plan:
+    """``plan`` for a release that replaces its instances start-first (else ``plan`` as it is).
+
+    Every planned instance that runs now on its host (``ports.previous``) gets its other identity
+    and a port other than the ones its service holds there, so the new release can start beside the
+    old one. Canaries are left as they are (they run beside the planned instances already).
+    """
+    if not service.spec.starts_first:
+        return plan
+    moved = tuple(_toggled(service, instance) if _runs_here(instance, ports) else instance for instance in plan.instances)
+    return assign_ports(service, replace(plan, instances=moved), hosts, ports)
+
+
+def _runs_here(instance: Instance, ports: PortBook) -> bool:
+    running = ports.previous.get(instance.id)
+    return running is not None and running[0] == instance.host
+
+
+def _as_running(service: ServiceSpec, instance: Instance, ports: PortBook) -> Instance:
+    """``instance`` (as placed: ``NAME-k``) under the identity it runs under now on its host."""
+    if _runs_here(instance, ports) or not _runs_here(replace(instance, id=other_side(instance.id)), ports):
+        return instance
+    return _toggled(service, instance)
+
+
+def _toggled(service: ServiceSpec, instance: Instance) -> Instance:
+    """``instance`` under its other identity; a fixed port moves by ``maxPerHost`` with it (a dynamic one is given again)."""
+    port = instance.port
+    if service.spec.port is not None and port is not None:
+        per_host = min(service.spec.placement.max_per_host, MAX_INSTANCES_PER_HOST)
+        port = port - per_host if instance.id.endswith(BESIDE_SUFFIX) else port + per_host
+    return replace(instance, id=other_side(instance.id), port=port)
 
 
 def assign_ports(service: ServiceSpec, plan: Plan, hosts: Sequence[InventoryHost], ports: PortBook) -> Plan:
@@ -171,6 +228,11 @@ def place(service: ServiceSpec, hosts: Sequence[InventoryHost]) -> tuple[Instanc
     highest_slot = (body.replicas - 1) // len(order) if body.replicas else 0
     if body.port is not None and body.port + highest_slot > 65535:
         raise BadInput(f"spec.port: {body.port} + {highest_slot} (instances sharing a host) is beyond port 65535")
+    if body.port is not None and body.starts_first and body.port + per_host + highest_slot > 65535:
+        raise BadInput(
+            f"spec.port: {body.port} + {per_host + highest_slot} (a start-first release beside the old one) is beyond port 65535; "
+            "use a lower port, or update.order: stop-first"
+        )
     instances = []
     for index in range(1, body.replicas + 1):
         slot, position = divmod(index - 1, len(order))

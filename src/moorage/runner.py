@@ -10,9 +10,10 @@ per-host counts and the failed tasks.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,9 +105,13 @@ def run_playbook(
     *,
     check: bool = False,
     limit: str | None = None,
+    vault_password_files: Sequence[Path] = (),
     on_event: EventHandler | None = None,
 ) -> PlaybookResult:
-    """Run ``playbooks/<name>`` against ``inventory``; never raises for a failed play."""
+    """Run ``playbooks/<name>`` against ``inventory``; never raises for a failed play.
+
+    ``vault_password_files`` open the inventory's Ansible Vault files (``--vault-password-file``).
+    """
     playbook = paths.playbook(name)
     collector = _ResultCollector(name, on_event)
     # MOORAGE_KEEP_RUNS=DIR keeps each run's ansible-runner directory (events, artifacts) under DIR.
@@ -127,7 +132,7 @@ def run_playbook(
             # would be overwritten with the run's own, thrown-away artifacts directory).
             fact_cache_type="jsonfile",
             fact_cache=str(fact_cache_dir(inventory)),
-            cmdline="--check --diff" if check else None,
+            cmdline=_cmdline(check, vault_password_files),
             limit=limit,
             event_handler=collector.handle,
             quiet=True,
@@ -135,6 +140,13 @@ def run_playbook(
         )
         collector.result.rc = runner.rc
     return collector.result
+
+
+def _cmdline(check: bool, vault_password_files: Sequence[Path]) -> str | None:
+    arguments = ["--check", "--diff"] if check else []
+    for password in vault_password_files:
+        arguments += ["--vault-password-file", str(password.absolute())]
+    return shlex.join(arguments) if arguments else None
 
 
 class _ResultCollector:

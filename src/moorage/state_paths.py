@@ -3,7 +3,8 @@
 State (``/var/lib/moorage``; ``MOORAGE_STATE_DIR`` moves it):
 
 - ``labs/NAME/``: a lab's machines, SSH key and inventory (``moorage.lab``);
-- ``platform/HASH/``: the platform secrets built from one inventory (``moorage.vault``);
+- ``platform/HASH/``: where moorage < 0.2 kept a site's secrets (read once, to move them into the
+  inventory's vault file: ``moorage.vault``);
 - ``facts/HASH/``: Ansible's fact cache for one inventory's content (``moorage.runner``);
 - ``remotes/SERVICE.git``: the bare git repository whose push deploys SERVICE (``moorage.gitremote``).
 
@@ -52,9 +53,9 @@ def inventory_state_dir(inventory: Path, kind: str, *, by_content: bool = False)
     return directory
 
 
-def platform_secrets_dir(inventory: Path) -> Path:
-    """The platform's vault password and Consul vault file for ``inventory``."""
-    return inventory_state_dir(inventory, "platform")
+def legacy_platform_secrets_dir(inventory: Path) -> Path:
+    """Where moorage < 0.2 kept the vault password and Consul vault file of ``inventory`` (not created)."""
+    return state_root() / "platform" / hashlib.sha256(str(inventory.resolve()).encode()).hexdigest()[:16]
 
 
 def fact_cache_dir(inventory: Path) -> Path:

@@ -26,15 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 from platform_cli import Platform, platform_up
 from waiting import eventually
 
 from moorage import lab as lab_api
 from moorage.errors import MoorageError
 from moorage.lab.ssh import run_remote
+from moorage.lab.vault import password_file
 from moorage.reporting import TextReporter
-from moorage.vault import read_consul_secrets
+from moorage.vault import read_site_secrets
 
 SESSION_LAB_NAME = os.environ.get("MOORAGE_TEST_LAB", "moorage-test")
 SESSION_LAB_HOSTS = 4
@@ -106,7 +106,11 @@ def platform(lab: Lab) -> Platform:
     run = platform_up(lab.inventory)
     if run.returncode != 0:
         pytest.fail(f"moorage platform up failed (exit {run.returncode}): {run.stderr.strip()[-2000:]}")
-    return Platform(lab=lab, converge=run, management_token=read_consul_secrets(lab.inventory)["consul_bootstrap_token"])
+    return Platform(
+        lab=lab,
+        converge=run,
+        management_token=read_site_secrets(lab.inventory, [password_file(lab.name)])["consul_bootstrap_token"],
+    )
 
 
 # --- Restoring the shared lab after a test that powers machines off or stops platform services ---
@@ -137,19 +141,4 @@ def restore(platform: Platform) -> None:
         lab.run(host.name, "systemctl start consul")
     for host in lab.group("lb"):
         lab.run(host.name, "systemctl start nginx moorage-ingress")
-    eventually(lambda: consul_settled(platform), within=120, every=1, what="Consul with a leader and every host an alive member")
-
-
-def consul_settled(platform: Platform) -> bool | None:
-    """True once a Consul server answers with a leader and every lab host is an alive member (serf status 1)."""
-    for server in platform.lab.group("consul_servers"):
-        api = platform.consul_api(server.name)
-        headers = {"X-Consul-Token": platform.management_token}
-        try:
-            leader = requests.get(f"{api}/status/leader", timeout=3).json()
-            members = requests.get(f"{api}/agent/members", headers=headers, timeout=3).json()
-        except (requests.RequestException, ValueError):
-            continue
-        alive = {member["Name"] for member in members if member["Status"] == 1}
-        return True if leader and alive >= {host.name for host in platform.lab.hosts} else None
-    return None
+    eventually(platform.consul_settled, within=120, every=1, what="Consul with a leader, every host an alive member, every server healthy")

@@ -494,7 +494,7 @@ def test_the_secret_value_is_in_no_output_log_journal_or_artifact(deployment: De
 def test_the_playbook_deploys_a_service_through_the_same_agent_and_a_second_run_changes_nothing(deployment: Deployment) -> None:
     """hello-ops (examples/hello renamed, its own port and route) deployed by hand with ansible-playbook, no moorage deploy."""
     from moorage import paths
-    from moorage.vault import CONSUL_SECRETS_FILE, VAULT_PASSWORD_FILE, secrets_dir
+    from moorage.lab.vault import password_file
 
     spec = deployment.work / "hello-ops.yml"
     spec.write_text(
@@ -512,15 +512,13 @@ def test_the_playbook_deploys_a_service_through_the_same_agent_and_a_second_run_
     render = deployment.moorage("render", str(spec), "--target", "classic", "--output-dir", str(rendered), "-i", inventory)
     assert render.returncode == 0, render.stderr
     [variables] = list(rendered.glob("*.yml"))
-    platform_secrets = secrets_dir(deployment.platform.lab.inventory)
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": paths.collections_search_path(), "ANSIBLE_HOST_KEY_CHECKING": "False"}
 
     def playbook() -> subprocess.CompletedProcess[str]:
         command = [
             str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(deployment.platform.lab.inventory),
             str(REPO / "playbooks/deploy.yml"), "-e", f"@{variables}", "-e", "moorage_release=1", "-e", "moorage_version=ops-1",
-            "-e", f"moorage_consul_vault_file={platform_secrets / CONSUL_SECRETS_FILE}",
-            "--vault-password-file", str(platform_secrets / VAULT_PASSWORD_FILE),
+            "--vault-password-file", str(password_file(deployment.platform.lab.name)),
         ]  # fmt: skip
         return subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=REPO, check=False)
 

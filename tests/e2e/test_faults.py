@@ -392,6 +392,22 @@ def test_nginx_keeps_the_last_good_state_while_consul_is_away_from_the_lb(hardy:
 # --- a host powered off mid-deploy ----------------------------------------------------------------------
 
 
+def make_leader(hardy: Hardy, host: str) -> None:
+    """Consul's leadership moved to ``host``: the leader's agent stopped until the others elect, then started again."""
+    lab = hardy.platform.lab
+    for _ in range(8):
+        # Only a cluster that can lose a server elects another leader (a server the test before restarted
+        # may still be catching up on the leader's log).
+        eventually(hardy.platform.consul_settled, within=120, what="Consul able to lose a server (failure tolerance 1)")
+        leader = eventually(lambda: leader_host(hardy), within=60, what="a Consul leader")
+        if leader == host:
+            return
+        lab.run(leader, "systemctl stop consul")
+        eventually(lambda stopped=leader: leader_host(hardy) not in (None, stopped) or None, within=60, what=f"a leader, not {leader}")
+        lab.run(leader, "systemctl start consul")
+    pytest.fail(f"Consul did not elect {host} in 8 elections")
+
+
 def test_a_host_powered_off_mid_deploy_stops_it_naming_the_host_and_a_rerun_converges(hardy: Hardy, lab_restored: Platform) -> None:
     lab = hardy.platform.lab
     good, version = hardy.current, hardy.next_version()
@@ -400,6 +416,10 @@ def test_a_host_powered_off_mid_deploy_stops_it_naming_the_host_and_a_rerun_conv
     # The last instance to be switched whose host is not the lb: the rollout reaches it after the cut.
     victim_instance, victim_row = next((name, row) for name, row in reversed(by_index) if row["host"] != lb)
     victim = victim_row["host"]
+    # The harshest cut: the host is also Consul's leader, so the cluster elects while the deploy reverts.
+    # Even the agents' local endpoints wait for the servers then (a token to resolve): a revert that
+    # gave up on one slow answer left an instance in maintenance on the old release's host (found by CI).
+    make_leader(hardy, victim)
     with hardy.load() as load:
         # Batches of 10 s at least: the cut lands while the rollout is still on its way to the victim.
         deploy = hardy.deploy_in_background(hardy.spec(min_healthy="10s", deadline="30s"), version)
@@ -412,7 +432,7 @@ def test_a_host_powered_off_mid_deploy_stops_it_naming_the_host_and_a_rerun_conv
     assert run.returncode == 1, run.describe()
     result = run.result()
     assert f"host {victim} is unreachable" in result["message"], result["message"]
-    assert result["report"]["not_reverted"] == [victim_instance], result["report"]
+    assert result["report"]["not_reverted"] == [victim_instance], result["message"]
     assert victim_instance not in result["report"]["reverted"]
     assert hardy.releases()[-1]["status"] == "failed" and f"host {victim} is unreachable" in hardy.releases()[-1]["note"]
     # The other instances keep serving the previous release; none is left in maintenance.

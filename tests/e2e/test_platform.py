@@ -21,7 +21,8 @@ from platform_cli import Platform, platform_up
 from ruamel.yaml import YAML
 from waiting import eventually
 
-from moorage.vault import secrets_dir
+from moorage.lab import vault as lab_vault
+from moorage.vault import site_vault_file
 
 pytestmark = pytest.mark.e2e
 
@@ -205,7 +206,19 @@ def edited_inventory(lab: Any, tmp_path: Path, edit: Callable[[dict[str, Any]], 
     path = tmp_path / "hosts.yml"
     with path.open("w") as stream:
         yaml.dump(document, stream)
+    copy_site_vault(lab, path)
     return path
+
+
+def copy_site_vault(lab: Any, inventory: Path) -> None:
+    """The edited inventory is another site's: it gets the lab's vault file (its password is passed)."""
+    vault_file = site_vault_file(inventory)
+    vault_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(site_vault_file(lab.inventory), vault_file)
+
+
+def lab_password(lab: Any) -> str:
+    return str(lab_vault.password_file(lab.name))
 
 
 def remove_lb(inventory: dict[str, Any]) -> None:
@@ -230,7 +243,7 @@ def unreachable_host(inventory: dict[str, Any]) -> None:
 def test_a_bad_inventory_fails_in_one_line_and_changes_nothing(
     platform: Platform, tmp_path: Path, edit: Callable[[dict[str, Any]], None], named: str
 ) -> None:
-    run = platform_up(edited_inventory(platform.lab, tmp_path, edit))
+    run = platform_up(edited_inventory(platform.lab, tmp_path, edit), "--vault-password-file", lab_password(platform.lab))
     assert run.returncode == 2, run.error
     assert run.error is not None and "\n" not in run.error and named in run.error, run.error
     assert all(changed == 0 for changed in run.changed_per_host().values()), run.result
@@ -247,13 +260,5 @@ def test_the_elk_logging_option_passes_check_mode(platform: Platform, tmp_path: 
         inventory["vars"]["logging_backend"] = "elk"
 
     inventory = edited_inventory(platform.lab, tmp_path, elk)
-    # The edited inventory is a different file: give it the converged platform's secrets.
-    secrets = secrets_dir(inventory)
-    try:
-        for name in ("vault-password", "consul.vault.yml"):
-            (secrets / name).write_bytes((secrets_dir(platform.lab.inventory) / name).read_bytes())
-            (secrets / name).chmod(0o600)
-        run = platform_up(inventory, "--check")
-    finally:
-        shutil.rmtree(secrets)
+    run = platform_up(inventory, "--check", "--vault-password-file", lab_password(platform.lab))
     assert run.returncode == 0, run.error

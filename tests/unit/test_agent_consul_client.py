@@ -21,6 +21,8 @@ class Answers:
     def __init__(self, answers: list[tuple[int, str]]) -> None:
         self.answers = answers
         self.asked = 0
+        self.silent_first = 0  # how many requests get no answer before the client gives up on them
+        self.release = threading.Event()
 
 
 @pytest.fixture
@@ -29,8 +31,12 @@ def server() -> Iterator[tuple[str, Answers]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            status, body = answers.answers[min(answers.asked, len(answers.answers) - 1)]
+            asked = answers.asked
             answers.asked += 1
+            if asked < answers.silent_first:
+                answers.release.wait(5)  # like an agent waiting for servers that elect a leader
+                return
+            status, body = answers.answers[min(asked, len(answers.answers) - 1)]
             self.send_response(status)
             self.end_headers()
             self.wfile.write(body.encode())
@@ -42,6 +48,7 @@ def server() -> Iterator[tuple[str, Answers]]:
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", answers
+    answers.release.set()
     httpd.shutdown()
 
 
@@ -68,3 +75,20 @@ def test_a_cluster_that_stays_without_leader_is_an_error_in_the_end(server: tupl
     with pytest.raises(ConsulError, match="HTTP 500 No cluster leader"):
         ConsulClient(address).get("/v1/kv/x")
     assert answers.asked >= 1
+
+
+def test_a_request_that_got_no_answer_in_time_is_asked_again(server: tuple[str, Answers], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local agent's maintenance endpoint did not answer within the timeout while the servers elected a leader."""
+    address, answers = server
+    monkeypatch.setattr(agent_consul.time, "sleep", lambda _seconds: None)
+    answers.silent_first, answers.answers = 2, [(200, '{"ok": true}')]
+    assert ConsulClient(address).get("/v1/agent/self", timeout=0.3).document == {"ok": True}
+    assert answers.asked == 3
+
+
+def test_a_consul_that_never_answers_is_an_error_in_the_end(server: tuple[str, Answers], monkeypatch: pytest.MonkeyPatch) -> None:
+    address, answers = server
+    monkeypatch.setattr(agent_consul, "TRANSIENT_RETRY_SECONDS", 0.5)
+    answers.silent_first, answers.answers = 100, [(200, "{}")]
+    with pytest.raises(ConsulError, match="timed out"):
+        ConsulClient(address).get("/v1/agent/self", timeout=0.3)

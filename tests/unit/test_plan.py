@@ -107,6 +107,7 @@ def test_unknown_group_is_bad_input_naming_group_file_and_the_groups_there(tmp_p
 
 
 def test_the_cli_prefers_the_given_inventory(tmp_path: Path) -> None:
+    (tmp_path / "given.ini").write_text(INI_INVENTORY)
     assert chosen_inventory(tmp_path / "given.ini") == tmp_path / "given.ini"
 
 

@@ -173,7 +173,7 @@ def test_the_schema_uses_yaml_keys_and_shows_defaults_as_written(spec_schema: di
     update = spec_schema["$defs"]["Update"]["properties"]
     health = spec_schema["$defs"]["Health"]["properties"]
 
-    assert set(update) == {"maxParallel", "minHealthy", "healthyDeadline", "autoRevert", "canary"}
+    assert set(update) == {"maxParallel", "minHealthy", "healthyDeadline", "autoRevert", "canary", "order"}
     assert (update["minHealthy"]["default"], update["healthyDeadline"]["default"]) == ("10s", "5m")
     assert (health["interval"]["default"], health["timeout"]["default"]) == ("10s", "1s")
     assert "apiVersion" in spec_schema["properties"] and "api_version" not in spec_schema["properties"]

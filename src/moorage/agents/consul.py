@@ -23,7 +23,7 @@ Params = Mapping[str, str | int]
 # Words of a Consul server's HTTP 500 while its cluster has no leader or lost its way to it (an
 # election after a server died): worth asking again, for up to TRANSIENT_RETRY_SECONDS.
 TRANSIENT_CONSUL_ERRORS = ("No cluster leader", "rpc error", "leadership lost", "connection refused", "EOF", "i/o timeout")
-TRANSIENT_RETRY_SECONDS = 30.0
+TRANSIENT_RETRY_SECONDS = 60.0
 
 
 class ConsulError(Exception):
@@ -33,6 +33,18 @@ class ConsulError(Exception):
         super().__init__(message)
         self.status = status  # the HTTP status when Consul answered, else None
         self.index = index  # the X-Consul-Index it answered with (a 404 of a blocking query has one), else 0
+
+
+def is_transient(error: ConsulError) -> bool:
+    """Whether ``error`` is what an election does to a request, so asking again is worth it.
+
+    A server's 500 in its own words (no leader, a lost RPC), or no answer in time at all: even a
+    local agent's endpoint (maintenance, registration) waits for its ACL token to be resolved by
+    the servers, and while they elect a leader that takes longer than one request's timeout.
+    """
+    if error.status is None:
+        return "timed out" in str(error)
+    return error.status == 500 and any(words in str(error) for words in TRANSIENT_CONSUL_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -102,14 +114,13 @@ class ConsulClient:
         return self._request("PUT", path, params, body, timeout).document
 
     def _request(self, method: str, path: str, params: Params | None, body: object, timeout: float) -> Answer:
-        """One request; a 500 of a cluster between leaders is asked again until TRANSIENT_RETRY_SECONDS passed."""
+        """One request; one that a cluster between leaders failed is asked again until TRANSIENT_RETRY_SECONDS passed."""
         deadline = time.monotonic() + TRANSIENT_RETRY_SECONDS
         while True:
             try:
                 return self._request_once(method, path, params, body, timeout)
             except ConsulError as error:
-                transient = error.status == 500 and any(words in str(error) for words in TRANSIENT_CONSUL_ERRORS)
-                if not transient or time.monotonic() >= deadline:
+                if not is_transient(error) or time.monotonic() >= deadline:
                     raise
             time.sleep(1)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from moorage.commands.options import chosen_inventory, inventory_option, lock_wait_option, output_option, secrets_options
+from moorage.commands.options import chosen_inventory, inventory_option, lock_wait_option, output_option, secrets_options, site_passwords
 from moorage.deploy import operations
 from moorage.deploy.connection import SecretsFile
 from moorage.deploy.operations import Outcome, RolloutFailed, Session
@@ -42,7 +42,9 @@ def _rollout(
     steps: list[StepResult] = []
     with reporter_for(output_format) as reporter:
         try:
-            session = operations.open_session(chosen_inventory(inventory), reporter=reporter, secrets=secrets, lock_wait=lock_wait)
+            inventory_path = chosen_inventory(inventory)
+            passwords = site_passwords(inventory_path, None if secrets is None else secrets.password_file)
+            session = operations.open_session(inventory_path, reporter=reporter, secrets=secrets, lock_wait=lock_wait, passwords=passwords)
             steps = session.context.steps.results
             outcome = work(session)
         except MoorageError as error:
@@ -87,7 +89,8 @@ class _JunitReport:
 
 def _session(inventory: Path | None) -> Session:
     """A session for commands that only read (no progress, no secrets, no lock)."""
-    return operations.open_session(chosen_inventory(inventory))
+    inventory_path = chosen_inventory(inventory)
+    return operations.open_session(inventory_path, passwords=site_passwords(inventory_path))
 
 
 @click.command()

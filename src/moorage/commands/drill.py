@@ -15,6 +15,7 @@ from moorage.lab.checks import LabChecks, ServiceCheck
 from moorage.lab.drill import DrillReport, run_drill
 from moorage.lab.paths import inventory_path, lab_name
 from moorage.lab.ssh import key_path
+from moorage.lab.vault import password_file as lab_password_file
 from moorage.output import OutputFormat, console, emit_result, is_structured
 from moorage.reporting import reporter_for
 from moorage.spec.loader import load_spec
@@ -33,7 +34,7 @@ def check_command(spec_files: tuple[Path, ...], logs: bool, output_format: Outpu
     specs = [load_spec(path) for path in spec_files]
     if not inventory_path().is_file():
         raise BadInput(f"lab {lab_name()!r} is not up (run `moorage lab up`)")
-    checks = LabChecks(load_inventory(inventory_path()), key_path())
+    checks = LabChecks(load_inventory(inventory_path(), [lab_password_file()]), key_path())
     results = [result for spec in specs for result in checks.service(spec, logs=logs)]
     failed = [result for result in results if not result.passed]
     if is_structured(output_format):

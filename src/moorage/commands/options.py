@@ -7,6 +7,7 @@ else ``MOORAGE_INVENTORY``, else the running lab's (``moorage lab up``), else on
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,8 +18,10 @@ import click
 from moorage.deploy.connection import SecretsFile
 from moorage.errors import BadInput
 from moorage.lab.paths import inventory_path as lab_inventory_path
+from moorage.lab.vault import password_for as lab_password_for
 from moorage.output import OutputFormat, use_format
 from moorage.spec.units import parse_duration
+from moorage.vault import PASSWORD_ENV
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,14 +29,66 @@ NO_INVENTORY_HINT = "no inventory: pass -i INVENTORY, set MOORAGE_INVENTORY or s
 INVENTORY_ENV = "MOORAGE_INVENTORY"
 
 
+# What Ansible would read as an inventory source in a directory: files with these suffixes (or
+# none, like ``hosts``); group_vars/, host_vars/, hidden files and notes such as README.md are not.
+INVENTORY_SUFFIXES = frozenset({"", ".yml", ".yaml", ".ini", ".json", ".toml", ".cfg", ".py", ".sh"})
+NOT_INVENTORY = frozenset({"ansible.cfg"})
+
+
 def chosen_inventory(option: Path | None) -> Path:
-    """``-i`` (or ``MOORAGE_INVENTORY``, which click reads into the option) when given, else the running lab's."""
+    """``-i`` (or ``MOORAGE_INVENTORY``, which click reads into the option) when given, else the running lab's.
+
+    A given path must be an inventory file or a directory holding one: a typo is one line before
+    anything runs, never an Ansible run against a host named like the path.
+    """
     if option is not None:
-        return option
+        return existing_inventory(option)
     lab_inventory = lab_inventory_path()
     if lab_inventory.exists():
         return lab_inventory
     raise BadInput(NO_INVENTORY_HINT)
+
+
+def existing_inventory(path: Path) -> Path:
+    if path.is_dir():
+        if not any(_inventory_source(entry) for entry in path.iterdir()):
+            raise BadInput(f"{path}: inventory not found: the directory holds no inventory file (e.g. hosts.yml)")
+        return path
+    if not path.is_file():
+        raise BadInput(f"{path}: inventory not found")
+    return path
+
+
+def _inventory_source(entry: Path) -> bool:
+    if entry.name.startswith(".") or entry.name in NOT_INVENTORY or not entry.is_file():
+        return False
+    return entry.suffix.lower() in INVENTORY_SUFFIXES
+
+
+def site_passwords(inventory: Path, *given: Path | None) -> tuple[Path, ...]:
+    """The vault password files that may open the site's vault file, in the order they are tried.
+
+    Those given on the command line (``--vault-password-file``), then the lab's own password when
+    ``inventory`` is a lab's, then ``ANSIBLE_VAULT_PASSWORD_FILE`` (Ansible's own convention). A new
+    site's vault file is encrypted with the first.
+    """
+    candidates = [path for path in given if path is not None]
+    lab_password = lab_password_for(inventory)
+    if lab_password is not None:
+        candidates.append(lab_password)
+    if os.environ.get(PASSWORD_ENV):
+        candidates.append(Path(os.environ[PASSWORD_ENV]).expanduser())
+    return tuple(dict.fromkeys(candidates))
+
+
+def vault_password_option(command: F) -> F:
+    """``--vault-password-file P``: opens the site's vault file (the command gets ``vault_password_file``)."""
+    return click.option(
+        "--vault-password-file",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        default=None,
+        help=f"Opens the site's Ansible Vault files (default: ${PASSWORD_ENV}; the lab's own for the lab).",
+    )(command)
 
 
 def inventory_option(help_text: str = "Ansible inventory (default: $MOORAGE_INVENTORY, else the running lab's).") -> Callable[[F], F]:
@@ -100,7 +155,7 @@ def secrets_options(command: F) -> F:
         "--vault-password-file",
         type=click.Path(path_type=Path, exists=True, dir_okay=False),
         default=None,
-        help="Opens the --secrets vault.",
+        help=f"Opens the --secrets vault and the site's vault file (default for the site's: ${PASSWORD_ENV}).",
     )(with_secrets)
     with_secrets = click.option(
         "--secrets",

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from moorage.commands.options import chosen_inventory, inventory_option, output_option
+from moorage.commands.options import chosen_inventory, inventory_option, output_option, site_passwords, vault_password_option
 from moorage.output import OutputFormat, console, emit_result, is_structured
 from moorage.platform_up import failure_error, platform_up
 from moorage.reporting import reporter_for
@@ -21,13 +21,15 @@ def platform_group() -> None:
 
 @platform_group.command("up")
 @inventory_option()
+@vault_password_option
 @click.option("--check", is_flag=True, help="Show what would change; change nothing.")
 @output_option
-def up(inventory: Path | None, check: bool, output_format: OutputFormat) -> None:
+def up(inventory: Path | None, vault_password_file: Path | None, check: bool, output_format: OutputFormat) -> None:
     """Install and configure the platform on every host of the inventory (idempotent)."""
     inventory_path = chosen_inventory(inventory)
+    passwords = site_passwords(inventory_path, vault_password_file)
     with reporter_for(output_format) as reporter:
-        result = platform_up(inventory_path, reporter, check=check)
+        result = platform_up(inventory_path, passwords, reporter, check=check)
     if is_structured(output_format):
         emit_result({"check": check, **result.as_dict()})
     else:

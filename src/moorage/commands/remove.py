@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from moorage.commands.options import chosen_inventory, inventory_option, lock_wait_option, output_option
+from moorage.commands.options import chosen_inventory, inventory_option, lock_wait_option, output_option, site_passwords
 from moorage.deploy import operations, removal
 from moorage.errors import BadInput, MoorageError
 from moorage.output import OutputFormat, console, emit_result, is_structured
@@ -45,7 +45,8 @@ def remove(service: str, yes: bool, inventory: Path | None, lock_wait: timedelta
     """
     refuse_without_terminal(service, yes, sys.stdin.isatty())
     with reporter_for(output_format) as reporter:
-        session = operations.open_session(chosen_inventory(inventory), reporter=reporter, lock_wait=lock_wait)
+        inventory_path = chosen_inventory(inventory)
+        session = operations.open_session(inventory_path, reporter=reporter, lock_wait=lock_wait, passwords=site_passwords(inventory_path))
         found = removal.survey(session, service)
         if not yes and not click.confirm(found.question(), default=False, err=True):
             raise NotConfirmed(f"{service}: not removed (not confirmed)")

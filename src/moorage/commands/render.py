@@ -14,7 +14,7 @@ import click
 import yaml
 from rich.table import Table
 
-from moorage.commands.options import chosen_inventory, inventory_option, output_option
+from moorage.commands.options import chosen_inventory, inventory_option, output_option, site_passwords
 from moorage.inventory import load_inventory
 from moorage.output import OutputFormat, console, emit_document, err_console, is_structured
 from moorage.plan import Instance
@@ -112,7 +112,7 @@ def _render_compose(spec: SpecFile, release_version: str | None, output_dir: Pat
 
 
 def _render_classic(spec: SpecFile, inventory_path: Path, output_dir: Path | None, output_format: OutputFormat) -> None:
-    plan, variables = classic.render(spec, load_inventory(inventory_path))
+    plan, variables = classic.render(spec, load_inventory(inventory_path, site_passwords(inventory_path)))
     if output_format == "text":
         err_console.print(_plan_table(plan.instances, inventory_path))
     if output_dir is None:

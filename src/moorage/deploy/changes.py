@@ -1,15 +1,19 @@
 """What a new plan changes against the release that runs now: per instance add, replace, keep or remove.
 
 ``moorage plan`` shows it; ``moorage deploy`` uses it to tell "no change" from a rollout, and to
-know which instances to remove. Pure: releases and plans in, values out.
+know which instances to remove. An instance replaced start-first runs under its other identity
+(``NAME-k`` <-> ``NAME-kb``, :func:`moorage.plan.other_side`) on the same host: that is a replace,
+and the old identity goes in the same batch (:func:`replaced_beside`), not as a removal at the end.
+Pure: releases and plans in, values out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from moorage.plan import Instance, Plan
+from moorage.plan import Instance, Plan, other_side
 from moorage.release import Release
 
 Action = Literal["add", "replace", "keep", "remove"]
@@ -51,6 +55,9 @@ def changes(current: Release | None, plan: Plan, version: str, spec_hash: str) -
     rows = []
     for instance in plan.instances:
         old = before.pop(instance.id, None)
+        beside = before.get(other_side(instance.id))
+        if old is None and beside is not None and beside.host == instance.host:
+            old = before.pop(beside.id)
         action: Action = "add" if old is None else ("keep" if same_release and old == instance else "replace")
         rows.append(InstanceChange(instance.host, instance.id, instance.port, action))
     rows += [InstanceChange(old.host, old.id, old.port, "remove") for old in before.values()]
@@ -62,7 +69,22 @@ def removed_instances(current: Release | None, plan: Plan) -> list[Instance]:
     if current is None:
         return []
     keep = {instance.id for instance in plan.instances}
-    return [instance for instance in current.plan.instances if instance.id not in keep]
+    beside = set(replaced_beside(current, plan.instances).values())
+    return [instance for instance in current.plan.instances if instance.id not in keep and instance not in beside]
+
+
+def replaced_beside(current: Release | None, targets: Sequence[Instance]) -> dict[str, Instance]:
+    """New instance id -> the instance of ``current`` it replaces start-first: the other identity
+    of the same instance, on the same host (its batch starts the new one, then removes the old)."""
+    if current is None:
+        return {}
+    running = {instance.id: instance for instance in current.plan.all_instances}
+    pairs = {}
+    for target in targets:
+        old = running.get(other_side(target.id))
+        if target.id not in running and old is not None and old.host == target.host:
+            pairs[target.id] = old
+    return pairs
 
 
 def rollback_removals(current: Release | None, target_plan: Plan, canary: Release | None) -> list[Instance]:

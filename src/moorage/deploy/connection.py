@@ -1,13 +1,14 @@
-"""How the deploy reaches Consul and the platform's vault for an inventory.
+"""How the deploy reaches Consul and the site's vault for an inventory.
 
 Consul: ``CONSUL_HTTP_ADDR``/``CONSUL_HTTP_TOKEN`` when set, else the hosts of the inventory's
-``consul_servers`` group on port 8500 with the management token from the platform's vault
-(``moorage.vault``). Every request goes to the first server that answers and stays with it; a
-server that is away, or a cluster between two leaders ("No cluster leader", "rpc error"), is
-retried on the next server, then again, for up to ``CONSUL_RETRY_SECONDS``: a Consul server
-killed or restarted during a deploy costs a pause, not the deploy. The management token also
-goes, in memory only, to the hosts' deploy agent (over SSH, on its stdin), which creates the
-service's own token from it; no secret is ever a command line argument or a file on the controller.
+``consul_servers`` group on port 8500 with the management token from the site's vault file in the
+inventory's directory (``moorage.vault``), opened with the site's vault password. Every request goes
+to the first server that answers and stays with it; a server that is away, or a cluster between two
+leaders ("No cluster leader", "rpc error"), is retried on the next server, then again, for up to
+``CONSUL_RETRY_SECONDS``: a Consul server killed or restarted during a deploy costs a pause, not the
+deploy. The management token also goes, in memory only, to the hosts' deploy agent (over SSH, on its
+stdin), which creates the service's own token from it; no secret is ever a command line argument or
+a file on the controller.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,20 +111,10 @@ class PlatformAccess:
     management_token: str
 
 
-def platform_access(inventory: Inventory) -> PlatformAccess:
+def platform_access(inventory: Inventory, passwords: Sequence[Path] = ()) -> PlatformAccess:
+    """Consul for ``inventory``; ``passwords`` open the site's vault file (unless CONSUL_HTTP_TOKEN is set)."""
     inventory_path = inventory.path
-    secrets = vault.secrets_dir(inventory_path)
-    vault_file = secrets / vault.CONSUL_SECRETS_FILE
-    password_file = secrets / vault.VAULT_PASSWORD_FILE
-    has_vault = vault_file.exists() and password_file.exists()
-    token = os.environ.get("CONSUL_HTTP_TOKEN") or (
-        vault.read_consul_secrets(inventory_path).get("consul_bootstrap_token") if has_vault else None
-    )
-    if not token:
-        raise BadInput(
-            f"{inventory_path}: no Consul token: no platform secrets for this inventory in {secrets} "
-            f"(run 'moorage platform up -i {inventory_path}', or set CONSUL_HTTP_TOKEN)"
-        )
+    token = os.environ.get("CONSUL_HTTP_TOKEN") or _management_token(inventory_path, passwords)
     if os.environ.get("CONSUL_HTTP_ADDR"):
         client = consul.Consul(token=token)
     else:
@@ -136,3 +127,17 @@ def platform_access(inventory: Inventory) -> PlatformAccess:
             raise BadInput(f"{inventory_path}: {error}") from None
         client = FailoverConsul(servers, CONSUL_HTTP_PORT, token)
     return PlatformAccess(client=client, management_token=token)
+
+
+def _management_token(inventory_path: Path, passwords: Sequence[Path]) -> str:
+    vault.migrate_legacy_secrets(inventory_path, passwords)
+    site = vault.site_vault(inventory_path, passwords)
+    if not site.exists:
+        raise BadInput(
+            f"{inventory_path}: no Consul token: no site secrets in {site.file} "
+            f"(run 'moorage platform up -i {inventory_path}', or set CONSUL_HTTP_TOKEN)"
+        )
+    token = site.read().get("consul_bootstrap_token")
+    if not isinstance(token, str) or not token:
+        raise BadInput(f"{site.file}: no consul_bootstrap_token yet (run 'moorage platform up -i {inventory_path}')")
+    return token

@@ -11,7 +11,7 @@ the preflight), so bad input leaves no record behind. No playbook runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -30,8 +30,8 @@ from moorage.deploy.remote import Connections
 from moorage.deploy.rollout import DeployContext, Prepared, RolloutReport, check_hosts, prepare, remove_instances, roll
 from moorage.deploy.steps import StepResult
 from moorage.errors import BadInput, MoorageError
-from moorage.inventory import Inventory, load_inventory
-from moorage.plan import Plan, assign_ports, plan_service
+from moorage.inventory import Inventory, InventoryHost, load_inventory
+from moorage.plan import Plan, assign_ports, plan_service, start_beside
 from moorage.ports import PortBook
 from moorage.release import Release, ReleaseStatus, interrupted, scaled_spec
 from moorage.reporting import QuietReporter, Reporter
@@ -94,10 +94,16 @@ class Session:
 
 
 def open_session(
-    inventory_path: Path, *, reporter: Reporter | None = None, secrets: SecretsFile | None = None, lock_wait: timedelta = timedelta(0)
+    inventory_path: Path,
+    *,
+    reporter: Reporter | None = None,
+    secrets: SecretsFile | None = None,
+    lock_wait: timedelta = timedelta(0),
+    passwords: Sequence[Path] = (),
 ) -> Session:
-    inventory = load_inventory(inventory_path)
-    access = platform_access(inventory)
+    """``passwords``: the vault password files that may open the site's vault file (its management token)."""
+    inventory = load_inventory(inventory_path, passwords)
+    access = platform_access(inventory, passwords)
     context = DeployContext(
         inventory=inventory,
         reporter=reporter or QuietReporter(),
@@ -121,9 +127,22 @@ class Candidate:
         return draft(self.version, self.spec_hash, self.spec, self.plan)
 
 
-def candidate(spec: SpecFile, inventory: Inventory, version: str | None, ports: PortBook, canaries: int = 0) -> Candidate:
-    plan = plan_service(spec.model, inventory.hosts(spec.model.spec.placement.group), canaries, ports)
-    return Candidate(spec, plan, version or content_version(spec), spec_hash(spec))
+def candidate(spec: SpecFile, inventory: Inventory, version: str | None, ports: PortBook, current: Release | None) -> Candidate:
+    hosts = inventory.hosts(spec.model.spec.placement.group)
+    version = version or content_version(spec)
+    digest = spec_hash(spec)
+    return Candidate(spec, planned(spec, hosts, 0, ports, current, version, digest), version, digest)
+
+
+def planned(
+    spec: SpecFile, hosts: Sequence[InventoryHost], canaries: int, ports: PortBook, current: Release | None, version: str, digest: str
+) -> Plan:
+    """The plan a deploy records: each instance under the identity it runs under now, or, when the
+    release replaces it start-first (``update.order``), beside it under its other one."""
+    plan = plan_service(spec.model, hosts, canaries, ports)
+    if canaries or current is None or not changes(current, plan, version, digest).pending:
+        return plan  # a canary release leaves the planned instances as they run; promote starts them beside
+    return start_beside(spec.model, plan, hosts, ports)
 
 
 def _claimed(session: Session, service: str, current: Release | None, make_plan: Callable[[PortBook], Plan]) -> Plan:
@@ -155,7 +174,7 @@ def preview(session: Session, spec_file: Path, version: str | None) -> Preview:
     spec = load_spec(spec_file)
     current = session.store(spec.name).current()
     ports = ports_in_use(session.access.client, spec.name, None if current is None else current.plan)
-    proposed = candidate(spec, session.inventory, version, ports.book)
+    proposed = candidate(spec, session.inventory, version, ports.book, current)
     return Preview(proposed.spec.name, proposed.version, changes(current, proposed.plan, proposed.version, proposed.spec_hash))
 
 
@@ -172,8 +191,9 @@ def deploy(
     with session.locked(store, version, "deploy"), session.hosts():
         current = store.current()
         # Ports are given while holding the lock, from what Consul says is in use now, and claimed.
-        plan = _claimed(session, spec.name, current, lambda ports: plan_service(spec.model, hosts, canaries, ports))
-        proposed = Candidate(spec, plan, version, spec_hash(spec))
+        digest = spec_hash(spec)
+        plan = _claimed(session, spec.name, current, lambda ports: planned(spec, hosts, canaries, ports, current, version, digest))
+        proposed = Candidate(spec, plan, version, digest)
         if current is not None and not changes(current, proposed.plan, proposed.version, proposed.spec_hash).pending:
             return _unchanged(session, current)
         _refuse_during_canary(store)
@@ -259,8 +279,14 @@ def rollback(session: Session, service_name: str, to: int | None) -> Outcome:
     with session.locked(store, target.version, f"rollback to {target.number}"), session.hosts():
         # The target's instances keep the ports they have now; one another service took meanwhile gets a free one.
         hosts = session.inventory.hosts(target.plan.group)
+        # A start-first service starts the target's instances beside the ones that run now.
         plan = _claimed(
-            session, service_name, current, lambda ports: assign_ports(target.service, target.plan.without_canaries(), hosts, ports)
+            session,
+            service_name,
+            current,
+            lambda ports: start_beside(
+                target.service, assign_ports(target.service, target.plan.without_canaries(), hosts, ports), hosts, ports
+            ),
         )
         again = replace(target, number=store.next_number(), plan=plan, files_release=target.files_number)
         prepare(session.context, again)
@@ -284,7 +310,8 @@ def scale(session: Session, service_name: str, replicas: int) -> Outcome:
     placed = plan_service(spec.model, hosts)
     before = {instance.id for instance in current.plan.instances}
     _refuse_during_canary(store)
-    if len(placed.instances) == len(before) and all(instance.id in before for instance in placed.instances):
+    # By index: a start-first instance may run under its other identity (NAME-kb).
+    if {instance.index for instance in placed.instances} == {instance.index for instance in current.plan.instances}:
         return Outcome(changed=False, release=current, report=None, message=f"{service_name}: already {replicas} instances; no change")
     with session.locked(store, current.version, f"scale to {replicas}"), session.hosts():
         # Kept instances keep their ports; new ones get ports nobody uses or claims.
@@ -305,11 +332,18 @@ def promote(session: Session, service_name: str) -> Outcome:
         raise BadInput(f"{service_name}: no canary release to promote")
     previous = store.current()
     with session.locked(store, latest.version, "promote"), session.hosts():
-        prepare(session.context, latest)
-        removed = [*latest.plan.canaries, *removed_instances(previous, latest.plan)]
-        report = roll(session.context, latest, previous, latest.plan.instances, removed)
+        # A start-first service: the planned instances start beside the ones that run (the canaries stay where they are).
+        canary = latest
+        hosts = session.inventory.hosts(canary.plan.group)
+        plan = claimed_plan(
+            session.access.client, service_name, canary.plan, lambda ports: start_beside(canary.service, canary.plan, hosts, ports)
+        )
+        rolling = replace(canary, plan=plan)
+        prepare(session.context, rolling)
+        removed = [*plan.canaries, *removed_instances(previous, plan)]
+        report = roll(session.context, rolling, previous, plan.instances, removed)
         if report.failure is None:
-            latest = store.mark(latest, "canary", plan=latest.plan.without_canaries())
+            latest = store.mark(latest, "canary", plan=plan.without_canaries())
         return _finish(store, latest, report, "deployed")
 
 

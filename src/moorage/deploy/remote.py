@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -65,6 +66,10 @@ class Completed:
 
 
 def _feed(pipe: Any, data: bytes) -> None:
+    # The CLI gives SIGPIPE its default action (`moorage logs -f | head` ends quietly), which would kill
+    # the whole command when an ssh exits before reading its stdin (an unreachable host): this thread
+    # blocks it, so the write fails with EPIPE instead and the host's run reports the ssh failure.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
     with contextlib.suppress(BrokenPipeError, OSError):
         pipe.write(data)
         pipe.close()

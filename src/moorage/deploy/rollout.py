@@ -39,6 +39,7 @@ from moorage.build import ensure_artifact
 from moorage.deploy import status as service_status
 from moorage.deploy.agent import HostAgents, HostRun, remove_args, status_args, switch_args
 from moorage.deploy.archives import Shipped, agent_zipapp, cached_archive, release_archive
+from moorage.deploy.changes import replaced_beside
 from moorage.deploy.connection import SecretsFile
 from moorage.deploy.lock import LockGuard
 from moorage.deploy.remote import Connections
@@ -220,17 +221,30 @@ def roll(
     update = new.service.spec.update
     report = RolloutReport(service=new.service.name, release=new.number, version=new.version)
     all_batches = batches(targets, update.max_parallel)
+    beside = replaced_beside(previous, targets)
     touched: list[Instance] = []
     for number, batch in enumerate(all_batches, start=1):
         name = batch_name(number, len(all_batches), batch, new.number)
-        context.reporter.stage(f"{name} (healthy for {format_duration(update.min_healthy)})")
+        old = [beside[instance.id] for instance in batch if instance.id in beside]
+        context.reporter.stage(
+            f"{name} (healthy for {format_duration(update.min_healthy)})"
+            + (f", beside {', '.join(item.id for item in old)}" if old else "")
+        )
         context.guard.check()
-        touched.extend(batch)
+        # A start-first batch: the old instances go back to the previous release if anything fails
+        # (still running: nothing to do), the new ones are removed.
+        touched.extend([*old, *batch])
         started = time.monotonic()
         runs = switch_runs(context, new, batch, revert=update.auto_revert)
         failure = failures(runs)
         seconds = time.monotonic() - started
         record_gates(context, new, batch, runs)
+        if failure is None and old and previous is not None:
+            # The new instances are healthy and routed: the old ones drain and go.
+            gone = remove_instances(context, previous, old)
+            report.removed.extend(gone.removed)
+            failure = gone.failure
+            seconds = time.monotonic() - started
         context.steps.add(StepResult("batch", name, "passed" if failure is None else "failed", seconds, new.service.name, failure or ""))
         if failure is not None:
             report.failure = f"batch {number}/{len(all_batches)} failed: {failure}"

@@ -39,6 +39,7 @@ from moorage.lab.checks import LabChecks, ServiceCheck
 from moorage.lab.network import MAX_HOSTS
 from moorage.lab.paths import inventory_path, lab_name
 from moorage.lab.ssh import key_path
+from moorage.lab.vault import password_file as lab_password_file
 from moorage.reporting import Reporter
 from moorage.spec.loader import SpecFile, load_spec
 
@@ -120,7 +121,7 @@ def run_drill(directory: Path, reporter: Reporter, *, keep: bool = False) -> Dri
                 rebuilt = rebuilt and step(f"deploy {spec.name}", ["deploy", str(spec.file), *secret_options.get(spec.name, [])])
             if rebuilt:
                 report.rebuild_seconds = time.monotonic() - started
-                checks = LabChecks(load_inventory(inventory_path(name)), key_path(name))
+                checks = LabChecks(load_inventory(inventory_path(name), [lab_password_file(name)]), key_path(name))
                 for spec in site.specs:
                     with reporter.step(f"checks of {spec.name}"):
                         report.checks.extend(checks.service(spec))

@@ -398,6 +398,9 @@ def _machine_status(machine: Machine, system: str, action: str = "") -> MachineS
 # --- inventory and leftovers ------------------------------------------------------------------------
 
 
+GROUP_VARS = "group_vars"
+
+
 def _checkout_inventory() -> Path | None:
     """``inventory/lab/hosts.yml`` in a source checkout (``None`` for an installed moorage)."""
     root = ansible_root()
@@ -405,14 +408,21 @@ def _checkout_inventory() -> Path | None:
 
 
 def _write_inventory(name: str, machines: list[Machine], key: Path) -> Path:
-    """The lab's hosts.yml, and in a checkout a link to it at inventory/lab/hosts.yml (the last lab up wins)."""
+    """The lab's hosts.yml, and in a checkout a link to it at inventory/lab/hosts.yml (the last lab up wins).
+
+    Its group_vars (the site's vault file: moorage.vault) get a link beside it too: Ansible reads
+    group_vars next to the inventory path it is given, a link's own directory.
+    """
     inventory = inventory_path(name)
     inventory.write_text(render(name, [(m.hostname, m.address, m.groups) for m in machines], key))
+    group_vars = inventory.parent / GROUP_VARS
+    group_vars.mkdir(mode=0o700, exist_ok=True)
     link = _checkout_inventory()
     if link is not None:
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.unlink(missing_ok=True)
-        link.symlink_to(inventory)
+        for path, target in ((link, inventory), (link.parent / GROUP_VARS, group_vars)):
+            path.unlink(missing_ok=True)
+            path.symlink_to(target)
     return inventory
 
 
@@ -420,6 +430,9 @@ def _unlink_checkout_inventory(name: str) -> None:
     link = _checkout_inventory()
     if link is not None and link.is_symlink() and Path(link.readlink()) == inventory_path(name):
         link.unlink()
+        group_vars = link.parent / GROUP_VARS
+        if group_vars.is_symlink():
+            group_vars.unlink()
 
 
 def _unmount_under(directory: Path) -> None:

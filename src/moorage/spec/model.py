@@ -193,6 +193,15 @@ class Update(SpecModel):
     healthy_deadline: Duration = Field(default=timedelta(minutes=5), description="Give up on an instance not healthy by then.")
     auto_revert: bool = Field(default=True, description="Roll back to the last good release on failure.")
     canary: Count = Field(default=0, description="Instances of the new release to start before rolling on.")
+    order: Literal["start-first", "stop-first"] | None = Field(
+        default=None,
+        description=(
+            "How an instance is replaced. start-first: the new release starts beside the old one on the same host "
+            "(another port, the same volumes) and the old one is drained and stopped once the new one is routed. "
+            "stop-first: the old one is drained and stopped first (for files two processes cannot share). "
+            "Default: start-first for a service with volumes, stop-first otherwise."
+        ),
+    )
 
     @model_validator(mode="after")
     def _deadline_covers_min_healthy(self) -> Update:
@@ -238,6 +247,11 @@ class ServiceBody(SpecModel):
     volumes: list[Volume] = Field(default_factory=list, description="Named host volumes.")
     update: Update = Field(default_factory=Update)
     stop: Stop = Field(default_factory=Stop)
+
+    @property
+    def starts_first(self) -> bool:
+        """Whether an instance is replaced start-first (``update.order``; unset: start-first with volumes)."""
+        return self.update.order == "start-first" or (self.update.order is None and bool(self.volumes))
 
 
 class ServiceSpec(SpecModel):
