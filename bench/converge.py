@@ -44,8 +44,9 @@ from rich.console import Console
 from rich.table import Table
 
 from moorage import paths
+from moorage.lab.vault import password_for
 from moorage.runner import ansible_envvars
-from moorage.vault import secrets_dir
+from moorage.vault import site_vault_file
 
 RESULTS = Path(__file__).parent / "results" / "platform.json"
 MOORAGE = str(Path(sys.executable).parent / "moorage")
@@ -131,6 +132,9 @@ def ansible_platform_up(inventory: Path, settings: dict[str, str], fact_cache: P
         **settings,
     }
     extra: dict[str, Any] = {"fact_cache": str(fact_cache)} if fact_cache else {}
+    password = password_for(inventory)  # the lab's vault password: the site's secrets are in its inventory (moorage.vault)
+    if password is None:
+        raise SystemExit(f"{inventory}: not a lab's inventory (the benchmark runs on its own labs)")
     with tempfile.TemporaryDirectory(prefix="moorage-bench-") as private_data_dir:
         saved_environment = dict(os.environ)
         os.environ.clear()
@@ -140,7 +144,8 @@ def ansible_platform_up(inventory: Path, settings: dict[str, str], fact_cache: P
                 private_data_dir=private_data_dir,
                 playbook=str(paths.playbook(PLATFORM_PLAYBOOK)),
                 inventory=str(inventory),
-                extravars={"moorage_platform_secrets_dir": str(secrets_dir(inventory))},
+                extravars={"consul_vault_password_file": str(password)},
+                cmdline=f"--vault-password-file {password}",
                 envvars=envvars,
                 quiet=True,
                 suppress_env_files=True,
@@ -160,7 +165,7 @@ def fresh_lab(lab: str, hosts: int) -> Path:
     if up.returncode != 0:
         raise SystemExit(f"{lab}: lab up failed: {up.stderr[-1500:]}")
     inventory = Path(json.loads(moorage(lab, "lab", "inventory", "--output", "json").stdout)["path"])
-    shutil.rmtree(secrets_dir(inventory), ignore_errors=True)  # a new cluster: new secrets, like a new site
+    site_vault_file(inventory).unlink(missing_ok=True)  # a new cluster: new secrets, like a new site
     return inventory
 
 

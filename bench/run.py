@@ -54,7 +54,8 @@ from rich.table import Table  # noqa: E402
 
 from moorage.inventory import load_inventory  # noqa: E402
 from moorage.lab.ssh import key_path  # noqa: E402
-from moorage.vault import read_consul_secrets  # noqa: E402
+from moorage.lab.vault import password_file  # noqa: E402
+from moorage.vault import read_site_secrets  # noqa: E402
 
 RESULTS = BENCH / "results.json"
 SECTIONS = ("platform", "deploy", "load", "discovery")
@@ -165,7 +166,7 @@ def run_size(hosts: int, arguments: argparse.Namespace, document: dict[str, Any]
             save()
         if "discovery" in sections:
             print(f"[{now()}] discovery: {arguments.events} events on {load_case.name}, {len(lbs)} lbs", flush=True)
-            token = read_consul_secrets(inventory)["consul_bootstrap_token"]
+            token = read_site_secrets(inventory, [password_file(lab)])["consul_bootstrap_token"]
             found = discovery.bench_discovery(inventory, key_path(lab), token, load_case.name, arguments.events)
             document["discovery"] = {
                 "measured_at": now(),
