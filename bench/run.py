@@ -131,6 +131,7 @@ def run_size(hosts: int, arguments: argparse.Namespace, document: dict[str, Any]
     """One lab size's sections; ``save()`` after each, so what was measured survives a failure or a stop later."""
     lab = f"{arguments.lab_prefix}-{hosts}"
     os.environ["MOORAGE_LAB"] = lab
+    os.environ["ANSIBLE_VAULT_PASSWORD_FILE"] = str(password_file(lab))  # load_inventory opens the site's vault file
     sections = arguments.sections
     try:
         if "platform" in sections:
