@@ -239,6 +239,14 @@ def test_canary_allows_surge_on_a_deployment_and_partitions_a_stateful_set() -> 
     assert stateful["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "partition": 2}}
 
 
+def test_start_first_surges_a_deployment_and_keeps_every_pod_until_the_new_ones_are_ready() -> None:
+    update = {"maxParallel": 2, "minHealthy": "5s", "healthyDeadline": "2m", "order": "start-first"}
+    deployment = only(render(service(dict(MINIMAL, replicas=4, update=update))), "Deployment")
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 2}
+    stop_first = only(render(service(dict(MINIMAL, replicas=4, update=dict(update, order="stop-first")))), "Deployment")
+    assert stop_first["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 2, "maxSurge": 0}
+
+
 def test_disruption_budget_follows_max_parallel() -> None:
     budget = only(render(service(FULL)), "PodDisruptionBudget")
     assert budget["spec"]["maxUnavailable"] == 2

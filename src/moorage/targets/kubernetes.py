@@ -140,13 +140,19 @@ def _deployment(service: ServiceSpec, labels: dict[str, str], release: str) -> M
             "selector": {"matchLabels": _selector(service)},
             "minReadySeconds": min_ready,
             "progressDeadlineSeconds": max(_seconds(update.healthy_deadline), min_ready + 1),
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": update.max_parallel, "maxSurge": update.canary},
-            },
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": _rolling_update(service)},
             "template": _pod_template(service, labels, release, release_label="pod-template-hash"),
         }
     }
+
+
+def _rolling_update(service: ServiceSpec) -> dict[str, int]:
+    """A Deployment's pace: start-first surges ``maxParallel`` new pods and takes none away until they
+    are ready; stop-first takes ``maxParallel`` away and surges only the ``canary`` ones."""
+    update = service.spec.update
+    if service.spec.starts_first:
+        return {"maxUnavailable": 0, "maxSurge": max(update.max_parallel, update.canary)}
+    return {"maxUnavailable": update.max_parallel, "maxSurge": update.canary}
 
 
 def _stateful_set(service: ServiceSpec, labels: dict[str, str], release: str) -> Manifest:
