@@ -17,7 +17,7 @@ VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | 
 # What the examples need beyond their tracked files, so each validates in a fresh clone.
 EXAMPLE_BUILDS := examples/hello-docker/image.tar
 
-.PHONY: setup collection examples demo drill test test-unit test-e2e lint bench clean
+.PHONY: setup lock collection examples demo drill test test-unit test-e2e lint bench clean
 
 setup: $(APT_STAMP) $(VENV_STAMP) examples collection
 
@@ -35,12 +35,22 @@ $(APT_STAMP):
 	  status=$$?; rm -f /usr/sbin/policy-rc.d; exit $$status
 	mkdir -p $(dir $(APT_STAMP)) && touch $@
 
+# Every package from requirements.lock, each checked against its hashes; then moorage itself, editable
+# (pip builds it with hatchling, fetched into an isolated build environment).
 $(VENV_STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	rm -f $(VENV)/.installed-* && touch $@
+
+# requirements.lock from pyproject.toml: [project.dependencies] and the test and dev extras, pinned with
+# every file's sha256 for Python 3.11 on x86_64 Linux. uv keeps the pins already in the file unless
+# pyproject.toml needs otherwise; LOCK_ARGS=--upgrade (or --upgrade-package NAME) moves them.
+lock: $(VENV_STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra dev --generate-hashes --quiet \
+	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	  --custom-compile-command 'make lock' $(LOCK_ARGS) -o requirements.lock
 
 examples: $(EXAMPLE_BUILDS)
 
