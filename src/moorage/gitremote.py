@@ -174,6 +174,7 @@ class Remote:
             "spec": self.settings.spec,
             "inventory": str(self.settings.inventory),
             "hook": str(self.path / "hooks" / HOOK),
+            "vault_password_file": None if self.settings.vault_password_file is None else str(self.settings.vault_password_file),
         }
 
 

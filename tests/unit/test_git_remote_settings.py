@@ -146,6 +146,7 @@ def test_a_site_s_password_from_the_variable_is_recorded_and_the_hook_passes_it_
     added = moorage(with_variable, "remote", "add", "pushed", "--root", str(setup.root), "-i", str(setup.inventory))
     assert added.returncode == 0, added.stderr
     assert config(setup.bare, "vaultPasswordFile") == str(site_password)
+    assert f"the deploy opens the site's secrets with {site_password} (keep it there)\n" in added.stdout
     setup.use_stub(exit_code=0)
     setup.commit("over ssh")
     push = subprocess.run(["git", "-C", str(setup.clone), "push", str(setup.bare), "main"],
@@ -169,9 +170,10 @@ def test_a_given_password_is_recorded_and_one_that_does_not_open_the_site_is_ref
     missing = add()
     assert missing.returncode == 2 and "no vault password to open the site's secrets: pass --vault-password-file" in missing.stderr
     assert not setup.root.exists()
-    added = add("--vault-password-file", str(right))
+    added = add("--vault-password-file", str(right), "-o", "json")
     assert added.returncode == 0, added.stderr
     assert config(setup.bare, "vaultPasswordFile") == str(right)
+    assert json.loads(added.stdout)["vault_password_file"] == str(right)
 
 
 def test_a_lab_s_inventory_records_no_password_the_deploy_finds_the_lab_s_own(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -139,6 +139,8 @@ def add(
         emit_document(made.as_dict())
         return
     console.print(f"{service}: a push of branch {branch} deploys {spec} to {settings.inventory}", markup=False)
+    if settings.vault_password_file is not None:
+        console.print(f"the deploy opens the site's secrets with {settings.vault_password_file} (keep it there)", markup=False)
     console.print("add it as a git remote (a local path, or over SSH):", markup=False)
     for url in (str(made.path), made.ssh_url):
         console.print(f"  git remote add lab {url}", markup=False)
