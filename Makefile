@@ -9,9 +9,10 @@ BIN := $(VENV)/bin
 #   nginx-light, libnginx-mod-http-lua, lua-resty-core: the ingress watcher's tests run the real nginx (its Lua
 #   balancer); wrk: keep-alive load in the e2e tests and bench; docker-compose: `moorage dev` and the
 #   Compose render's tests (`docker-compose config` validates without a Docker engine); groovy: groovyc checks the
-#   example Jenkinsfile's syntax (no Jenkins server is installable here).
+#   example Jenkinsfile's syntax (no Jenkins server is installable here); openssh-server: the git push e2e test runs
+#   its own sshd on 127.0.0.1 to push to `moorage remote add`'s ssh:// URL (the system's daemon is not started).
 APT_PACKAGES := debootstrap systemd-container iproute2 dpkg-dev apt-utils openssh-client rsync ca-certificates \
-	nginx-light libnginx-mod-http-lua lua-resty-core wrk python3-venv docker-compose groovy
+	nginx-light libnginx-mod-http-lua lua-resty-core wrk python3-venv docker-compose groovy openssh-server
 APT_STAMP := /var/lib/moorage/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-12).stamp
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | md5sum | cut -c1-12)
 # What the examples need beyond their tracked files, so each validates in a fresh clone.

@@ -4,7 +4,10 @@
 ``state_paths``) and writes its ``pre-receive`` hook. What a push deploys is recorded in the
 repository's own git config (``moorage.*``), so the hook needs nothing else: the service, the
 deploy branch, the spec file's path in the repository, the inventory, the moorage executable, the
-state root, how long to wait for another deploy's lock and, optionally, the secrets vault.
+state root, how long to wait for another deploy's lock and, optionally, the secrets vault and the
+vault password file that opens the site's secrets. A push over SSH runs the hook in a fresh login
+session (no ``MOORAGE_*`` or ``ANSIBLE_VAULT_PASSWORD_FILE`` of the person who added the remote, a
+minimal PATH), so what the deploy needs is recorded, not inherited.
 
 The hook is a pre-receive hook, not a post-receive one: git runs it after the pushed objects
 arrived but before it moves any ref, and a non-zero exit rejects the whole push. So a push whose
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import fcntl
 import getpass
+import ipaddress
 import os
 import re
 import shlex
@@ -50,6 +54,10 @@ ZERO_ID = "0" * 40
 HOOK = "pre-receive"
 LOCK_FILE = "moorage-push.lock"
 HOOK_HEADER = "# Written by `moorage remote add`; running it again rewrites this file."
+HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+USER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -63,10 +71,11 @@ class RemoteSettings:
     executable: Path  # the moorage that runs the hook and the deploy
     state_root: Path  # MOORAGE_STATE_DIR for the deploy (the platform's secrets live under it)
     lock_wait: str = "0s"
-    secrets: Path | None = None
-    vault_password_file: Path | None = None
+    secrets: Path | None = None  # --secrets: the service's secret values
+    vault_password_file: Path | None = None  # opens --secrets and the site's vault file (none needed for a lab's inventory)
 
     def config(self) -> dict[str, str]:
+        """The ``moorage.*`` keys; an optional one that is None is absent (:data:`OPTIONAL_KEYS`)."""
         values = {
             "service": self.service,
             "branch": self.branch,
@@ -76,9 +85,78 @@ class RemoteSettings:
             "stateDir": str(self.state_root),
             "lockWait": self.lock_wait,
         }
-        if self.secrets is not None and self.vault_password_file is not None:
-            values |= {"secrets": str(self.secrets), "vaultPasswordFile": str(self.vault_password_file)}
+        if self.secrets is not None:
+            values["secrets"] = str(self.secrets)
+        if self.vault_password_file is not None:
+            values["vaultPasswordFile"] = str(self.vault_password_file)
         return values
+
+
+OPTIONAL_KEYS = ("secrets", "vaultPasswordFile")
+
+
+@dataclass(frozen=True)
+class SshAddress:
+    """How a developer's git reaches this controller over SSH: ``--ssh-host [USER@]HOST[:PORT]``.
+
+    The user defaults to the one running ``remote add`` (the one whose login runs the hook), the
+    host to this host's FQDN, the port to SSH's own (22, left out of the URL). An IPv6 address is
+    written in brackets, ``[::1]:2222``, as in a URL.
+    """
+
+    host: str
+    user: str
+    port: int | None = None
+
+    @classmethod
+    def here(cls) -> SshAddress:
+        fqdn = socket.getfqdn()
+        return cls(socket.gethostname() if fqdn.startswith("localhost") else fqdn, getpass.getuser())
+
+    @classmethod
+    def parse(cls, text: str) -> SshAddress:
+        def bad(why: str) -> BadInput:
+            return BadInput(f"--ssh-host {text!r}: {why} (expected [USER@]HOST[:PORT], e.g. git@deploy.example.org:2222)")
+
+        user, at, rest = text.rpartition("@")
+        if at and not USER_NAME.match(user):
+            raise bad(f"{user!r} is not a user name")
+        port_text = None
+        if rest.startswith("["):
+            host, bracket, after = rest[1:].partition("]")
+            if not bracket or not _is_ipv6(host):
+                raise bad("a bracketed host is an IPv6 address, e.g. [2001:db8::1]")
+            if after:
+                if not after.startswith(":"):
+                    raise bad(f"unexpected {after!r} after the address")
+                port_text = after[1:]
+        elif rest.count(":") > 1:
+            raise bad("write an IPv6 address in brackets, e.g. [2001:db8::1]:2222")
+        else:
+            host, colon, port_text_or_empty = rest.partition(":")
+            port_text = port_text_or_empty if colon else None
+            if not HOST_NAME.match(host):
+                raise bad(f"{host!r} is not a host name or address")
+        port = None
+        if port_text is not None:
+            if not (port_text.isascii() and port_text.isdigit() and 1 <= int(port_text) <= 65535):
+                raise bad(f"port {port_text!r} is not a number from 1 to 65535")
+            port = int(port_text)
+        return cls(host, user if at else getpass.getuser(), port)
+
+    def url(self, path: Path) -> str:
+        """``ssh://USER@HOST[:PORT]/PATH`` (git's URL form that can carry a port)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = "" if self.port is None else f":{self.port}"
+        return f"ssh://{self.user}@{host}{port}{path}"
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -96,6 +174,7 @@ class Remote:
             "spec": self.settings.spec,
             "inventory": str(self.settings.inventory),
             "hook": str(self.path / "hooks" / HOOK),
+            "vault_password_file": None if self.settings.vault_password_file is None else str(self.settings.vault_password_file),
         }
 
 
@@ -126,14 +205,12 @@ def hook_script(executable: Path) -> str:
     )
 
 
-def ssh_url(path: Path, host: str | None = None) -> str:
-    """``ssh://USER@HOST/PATH``: HOST is ``--ssh-host``, else this host's FQDN (its hostname when that is only localhost)."""
-    fqdn = socket.getfqdn()
-    name = host or (socket.gethostname() if fqdn.startswith("localhost") else fqdn)
-    return f"ssh://{getpass.getuser()}@{name}{path}"
+def ssh_url(path: Path, address: SshAddress | None = None) -> str:
+    """``ssh://USER@HOST[:PORT]/PATH``: ``--ssh-host``, else this host's FQDN (its hostname when that is only localhost)."""
+    return (address or SshAddress.here()).url(path)
 
 
-def add(settings: RemoteSettings, root: Path | None = None, ssh_host: str | None = None) -> Remote:
+def add(settings: RemoteSettings, root: Path | None = None, ssh_address: SshAddress | None = None) -> Remote:
     """Create (or keep) the bare repository, record the settings in its config and (re)write its hook."""
     if not re.match(DNS_LABEL, settings.service) or not 2 <= len(settings.service) <= 63:
         raise BadInput(f"{settings.service!r}: a service name is an RFC 1123 label of 2-63 characters (a-z, 0-9, -)")
@@ -143,16 +220,17 @@ def add(settings: RemoteSettings, root: Path | None = None, ssh_host: str | None
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         _git(path, "init", "--quiet", "--bare", f"--initial-branch={settings.branch}", str(path))
-    for key, value in settings.config().items():
+    values = settings.config()
+    for key, value in values.items():
         _git(path, "config", f"moorage.{key}", value)
-    if settings.secrets is None:
-        for key in ("secrets", "vaultPasswordFile"):
+    for key in OPTIONAL_KEYS:
+        if key not in values:
             _git(path, "config", "--unset-all", f"moorage.{key}", check=False)
     hook = path / "hooks" / HOOK
     hook.parent.mkdir(exist_ok=True)
     hook.write_text(hook_script(settings.executable))
     hook.chmod(0o755)
-    return Remote(path, settings, ssh_url(path, ssh_host))
+    return Remote(path, settings, ssh_url(path, ssh_address))
 
 
 def read_settings(git_dir: Path) -> RemoteSettings:
@@ -178,14 +256,14 @@ def read_settings(git_dir: Path) -> RemoteSettings:
     )
 
 
-def list_remotes(root: Path | None = None, ssh_host: str | None = None) -> list[Remote]:
+def list_remotes(root: Path | None = None, ssh_address: SshAddress | None = None) -> list[Remote]:
     directory = root or state_paths.remotes_dir()
     if not directory.is_dir():
         return []
     found = []
     for path in sorted(directory.glob("*.git")):
         try:
-            found.append(Remote(path, read_settings(path), ssh_url(path, ssh_host)))
+            found.append(Remote(path, read_settings(path), ssh_url(path, ssh_address)))
         except MoorageError:
             continue  # a repository moorage did not make
     return found
@@ -343,8 +421,10 @@ def _run_to_the_end(command: list[str], environment: dict[str, str], out: TextIO
 def _deploy_options(settings: RemoteSettings, short: str, subject: str, commit: str) -> list[str]:
     options = ["-i", str(settings.inventory), "--version", short, "--note", subject, "--commit", commit]
     options += ["--lock-wait", settings.lock_wait]
-    if settings.secrets is not None and settings.vault_password_file is not None:
-        options += ["--secrets", str(settings.secrets), "--vault-password-file", str(settings.vault_password_file)]
+    if settings.secrets is not None:
+        options += ["--secrets", str(settings.secrets)]
+    if settings.vault_password_file is not None:
+        options += ["--vault-password-file", str(settings.vault_password_file)]
     return options
 
 

@@ -30,6 +30,7 @@ def _rollout(
     output_format: OutputFormat,
     inventory: Path | None,
     secrets: SecretsFile | None,
+    vault_password_file: Path | None,
     lock_wait: timedelta,
     work: Callable[[Session], Outcome],
     junit: _JunitReport | None = None,
@@ -43,7 +44,7 @@ def _rollout(
     with reporter_for(output_format) as reporter:
         try:
             inventory_path = chosen_inventory(inventory)
-            passwords = site_passwords(inventory_path, None if secrets is None else secrets.password_file)
+            passwords = site_passwords(inventory_path, vault_password_file)
             session = operations.open_session(inventory_path, reporter=reporter, secrets=secrets, lock_wait=lock_wait, passwords=passwords)
             steps = session.context.steps.results
             outcome = work(session)
@@ -126,6 +127,7 @@ def deploy(
     commit: str | None,
     junit: Path | None,
     secrets: SecretsFile | None,
+    vault_password_file: Path | None,
     lock_wait: timedelta,
     output_format: OutputFormat,
 ) -> None:
@@ -138,6 +140,7 @@ def deploy(
         output_format,
         inventory,
         secrets,
+        vault_password_file,
         lock_wait,
         lambda session: operations.deploy(session, spec_file, version, canary, note, commit),
         report,
@@ -212,10 +215,16 @@ def releases(service: str, inventory: Path | None, output_format: OutputFormat) 
 @lock_wait_option
 @output_option
 def rollback(
-    service: str, to: int | None, inventory: Path | None, secrets: SecretsFile | None, lock_wait: timedelta, output_format: OutputFormat
+    service: str,
+    to: int | None,
+    inventory: Path | None,
+    secrets: SecretsFile | None,
+    vault_password_file: Path | None,
+    lock_wait: timedelta,
+    output_format: OutputFormat,
 ) -> None:
     """Roll SERVICE back to an earlier release (as a new release, the same rolling way); a canary still out is dropped."""
-    _rollout(output_format, inventory, secrets, lock_wait, lambda session: operations.rollback(session, service, to))
+    _rollout(output_format, inventory, secrets, vault_password_file, lock_wait, lambda session: operations.rollback(session, service, to))
 
 
 @click.command()
@@ -224,14 +233,21 @@ def rollback(
 @secrets_options
 @lock_wait_option
 @output_option
-def scale(assignment: str, inventory: Path | None, secrets: SecretsFile | None, lock_wait: timedelta, output_format: OutputFormat) -> None:
+def scale(
+    assignment: str,
+    inventory: Path | None,
+    secrets: SecretsFile | None,
+    vault_password_file: Path | None,
+    lock_wait: timedelta,
+    output_format: OutputFormat,
+) -> None:
     """Add or remove instances without touching the others."""
     name, _, count = assignment.partition("=")
     if not name or not count.isascii() or not count.isdigit():
         raise BadInput(f"{assignment!r}: expected SERVICE=N, e.g. hello=5")
     if int(count) > MAX_COUNT:
         raise BadInput(f"{assignment!r}: at most {MAX_COUNT} instances")
-    _rollout(output_format, inventory, secrets, lock_wait, lambda session: operations.scale(session, name, int(count)))
+    _rollout(output_format, inventory, secrets, vault_password_file, lock_wait, lambda session: operations.scale(session, name, int(count)))
 
 
 @click.command()
@@ -240,9 +256,16 @@ def scale(assignment: str, inventory: Path | None, secrets: SecretsFile | None, 
 @secrets_options
 @lock_wait_option
 @output_option
-def promote(service: str, inventory: Path | None, secrets: SecretsFile | None, lock_wait: timedelta, output_format: OutputFormat) -> None:
+def promote(
+    service: str,
+    inventory: Path | None,
+    secrets: SecretsFile | None,
+    vault_password_file: Path | None,
+    lock_wait: timedelta,
+    output_format: OutputFormat,
+) -> None:
     """Roll SERVICE's instances to its canary release, then remove the canaries."""
-    _rollout(output_format, inventory, secrets, lock_wait, lambda session: operations.promote(session, service))
+    _rollout(output_format, inventory, secrets, vault_password_file, lock_wait, lambda session: operations.promote(session, service))
 
 
 @click.command()

@@ -142,14 +142,16 @@ def lock_wait_option(command: F) -> F:
 
 
 def secrets_options(command: F) -> F:
-    """``--secrets FILE --vault-password-file P``: the command gets ``secrets: SecretsFile | None``.
+    """``--secrets FILE --vault-password-file P``: the command gets ``secrets: SecretsFile | None`` and ``vault_password_file``.
 
-    Every command that (re)starts instances needs the values.
+    Every command that (re)starts instances needs the values. The password also opens the site's
+    vault file, with or without ``--secrets`` (:func:`site_passwords`).
     """
 
     @functools.wraps(command)
     def with_secrets(*args: Any, secrets_vault: Path | None, vault_password_file: Path | None, **kwargs: Any) -> Any:
-        return command(*args, secrets=_secrets_file(secrets_vault, vault_password_file), **kwargs)
+        secrets = _secrets_file(secrets_vault, vault_password_file)
+        return command(*args, secrets=secrets, vault_password_file=vault_password_file, **kwargs)
 
     with_secrets = click.option(
         "--vault-password-file",

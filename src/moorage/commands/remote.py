@@ -16,10 +16,12 @@ import click
 from rich.table import Table
 
 from moorage import gitremote, state_paths
-from moorage.commands.options import chosen_inventory, inventory_option, lock_wait_option, output_option, secrets_options
+from moorage.commands.options import chosen_inventory, inventory_option, lock_wait_option, output_option, secrets_options, site_passwords
 from moorage.deploy.connection import SecretsFile
 from moorage.errors import BadInput
+from moorage.lab.vault import password_for as lab_password_for
 from moorage.output import OutputFormat, console, emit_document, is_structured
+from moorage.vault import site_vault
 
 root_option = click.option(
     "--root",
@@ -27,8 +29,19 @@ root_option = click.option(
     default=None,
     help="Directory of the bare repositories (default: STATE_ROOT/remotes, /var/lib/moorage/remotes).",
 )
+
+
+def _ssh_address(_context: click.Context, _parameter: click.Parameter, value: str | None) -> gitremote.SshAddress | None:
+    return None if value is None else gitremote.SshAddress.parse(value)
+
+
 ssh_host_option = click.option(
-    "--ssh-host", default=None, help="The controller's name in the printed ssh:// URL (default: this host's FQDN)."
+    "--ssh-host",
+    "ssh_address",
+    metavar="[USER@]HOST[:PORT]",
+    default=None,
+    callback=_ssh_address,
+    help="How developers reach this controller over SSH, for the printed ssh:// URL (default: you @ this host's FQDN, port 22).",
 )
 
 
@@ -45,6 +58,31 @@ def _this_moorage() -> Path:
 
 def _duration_text(wait: timedelta) -> str:
     return f"{int(wait.total_seconds())}s"
+
+
+def _recorded_password(inventory: Path, given: Path | None, secrets: SecretsFile | None) -> Path | None:
+    """The vault password file a push's deploy passes (``--vault-password-file``), recorded now.
+
+    A push over SSH runs its deploy in a fresh login session, without this shell's
+    ``ANSIBLE_VAULT_PASSWORD_FILE``: the password that opens the site's vault file (``given``, else
+    the variable's) is recorded by path, and checked now rather than at the first push. A lab's
+    inventory needs none (the deploy finds the lab's own password from the inventory's path). With
+    ``--secrets`` the given password is recorded: the deploy takes one password for both files.
+    """
+    lab_password = lab_password_for(inventory)
+    vault = site_vault(inventory, site_passwords(inventory, given))
+    if vault.exists:
+        site_password: Path | None = vault.opening_password()
+    else:  # no secrets yet: `platform up` will encrypt them with the first of these
+        site_password = next((password for password in vault.passwords if password != lab_password), lab_password)
+    if secrets is not None:
+        if site_password not in (secrets.password_file, lab_password):
+            raise BadInput(
+                f"--vault-password-file {secrets.password_file} opens --secrets but not the site's secrets ({vault.file}): "
+                "a push's deploy takes one password for both"
+            )
+        return secrets.password_file.absolute()
+    return None if site_password is None or site_password == lab_password else site_password.absolute()
 
 
 @click.group()
@@ -68,8 +106,9 @@ def add(
     spec: str,
     inventory: Path | None,
     root: Path | None,
-    ssh_host: str | None,
+    ssh_address: gitremote.SshAddress | None,
     secrets: SecretsFile | None,
+    vault_password_file: Path | None,
     lock_wait: timedelta,
     output_format: OutputFormat,
 ) -> None:
@@ -78,25 +117,30 @@ def add(
     A push of --branch checks the commit out, deploys its --spec with version = the short commit id
     and note = the commit's subject, and is rejected (the branch not moved) when the deploy fails.
     Running it again keeps the repository and its history and rewrites the hook and settings.
+    The vault password that opens the site's secrets (--vault-password-file, else
+    $ANSIBLE_VAULT_PASSWORD_FILE; none for a lab) is recorded too: a push over SSH has neither.
     """
     if Path(spec).is_absolute() or ".." in Path(spec).parts:
         raise BadInput(f"--spec {spec!r}: a path inside the repository, e.g. moorage.yml or deploy/app.yml")
+    inventory_path = chosen_inventory(inventory).absolute()
     settings = gitremote.RemoteSettings(
         service=service,
         branch=branch,
         spec=spec,
-        inventory=chosen_inventory(inventory).absolute(),
+        inventory=inventory_path,
         executable=_this_moorage(),
         state_root=state_paths.state_root().absolute(),
         lock_wait=_duration_text(lock_wait),
         secrets=None if secrets is None else secrets.vault.absolute(),
-        vault_password_file=None if secrets is None else secrets.password_file.absolute(),
+        vault_password_file=_recorded_password(inventory_path, vault_password_file, secrets),
     )
-    made = gitremote.add(settings, root.absolute() if root else None, ssh_host)
+    made = gitremote.add(settings, root.absolute() if root else None, ssh_address)
     if is_structured(output_format):
         emit_document(made.as_dict())
         return
     console.print(f"{service}: a push of branch {branch} deploys {spec} to {settings.inventory}", markup=False)
+    if settings.vault_password_file is not None:
+        console.print(f"the deploy opens the site's secrets with {settings.vault_password_file} (keep it there)", markup=False)
     console.print("add it as a git remote (a local path, or over SSH):", markup=False)
     for url in (str(made.path), made.ssh_url):
         console.print(f"  git remote add lab {url}", markup=False)
@@ -107,9 +151,9 @@ def add(
 @root_option
 @ssh_host_option
 @output_option
-def list_(root: Path | None, ssh_host: str | None, output_format: OutputFormat) -> None:
+def list_(root: Path | None, ssh_address: gitremote.SshAddress | None, output_format: OutputFormat) -> None:
     """The remotes on this controller: service, branch, spec, inventory, path."""
-    remotes = [made.as_dict() for made in gitremote.list_remotes(root, ssh_host)]
+    remotes = [made.as_dict() for made in gitremote.list_remotes(root, ssh_address)]
     if is_structured(output_format):
         emit_document({"remotes": remotes})
         return
