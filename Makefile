@@ -13,6 +13,8 @@ BIN := $(VENV)/bin
 #   its own sshd on 127.0.0.1 to push to `moorage remote add`'s ssh:// URL (the system's daemon is not started).
 APT_PACKAGES := debootstrap systemd-container iproute2 dpkg-dev apt-utils openssh-client rsync ca-certificates \
 	nginx-light libnginx-mod-http-lua lua-resty-core wrk python3-venv docker-compose groovy openssh-server
+# The daemons those packages bring (nginx-light, openssh-server): installed for their binaries, never run as services.
+HOST_DAEMONS := nginx.service ssh.service
 APT_STAMP := /var/lib/moorage/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-12).stamp
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | md5sum | cut -c1-12)
 # What the examples need beyond their tracked files, so each validates in a fresh clone.
@@ -30,10 +32,13 @@ collection: $(VENV_STAMP)
 $(APT_STAMP):
 	@if [ "$$(id -u)" != 0 ]; then echo "make setup: needs root to install Debian packages ($(APT_PACKAGES))" >&2; exit 1; fi
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	@# The host needs the binaries only: no package may start its daemon here (policy-rc.d says no).
+	@# The host needs the binaries only: no package may start its daemon here (policy-rc.d says no), nor
+	@# at the next boot (a daemon this rule installed is disabled; one the host had before is left alone).
 	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
-	  status=$$?; rm -f /usr/sbin/policy-rc.d; exit $$status
+	new_daemons=$$(for unit in $(HOST_DAEMONS); do [ -e /lib/systemd/system/$$unit ] || echo $$unit; done); \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	  status=$$?; rm -f /usr/sbin/policy-rc.d; \
+	  for unit in $$new_daemons; do systemctl disable --quiet $$unit 2>/dev/null || true; done; exit $$status
 	mkdir -p $(dir $(APT_STAMP)) && touch $@
 
 # Every package from requirements.lock, each checked against its hashes; then moorage itself, editable
