@@ -51,6 +51,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from wrk_load import WrkLoad  # noqa: E402
 
+from moorage.commands.options import site_passwords  # noqa: E402
 from moorage.inventory import load_inventory  # noqa: E402
 from moorage.lab.paths import inventory_path as lab_inventory_path  # noqa: E402
 
@@ -142,7 +143,7 @@ def lab_inventory() -> Path | None:
 
 
 def lbs(inventory: Path) -> list[str]:
-    return [host.address for host in load_inventory(inventory).hosts("lb")]
+    return [host.address for host in load_inventory(inventory, site_passwords(inventory)).hosts("lb")]
 
 
 def app_start_seconds(samples: int = 5) -> float:
@@ -287,9 +288,10 @@ def main() -> None:
     os.environ["MOORAGE_LAB"] = arguments.lab
     inventory, created = ensure_lab(4)
     case = Case(f"bench{arguments.replicas}", arguments.replicas, arguments.max_parallel, 8600 + arguments.replicas)
+    lab_hosts = len(load_inventory(inventory, site_passwords(inventory)).hosts("all"))
     try:
         with tempfile.TemporaryDirectory(prefix="moorage-bench-") as directory:
-            timing = bench_case(case, Path(directory), app_start_seconds(), len(load_inventory(inventory).hosts("all")))
+            timing = bench_case(case, Path(directory), app_start_seconds(), lab_hosts)
             load = deploy_under_load(case, Path(directory), lbs(inventory)[0]) if arguments.load else None
     finally:
         if created and not arguments.keep:

@@ -35,6 +35,7 @@ from pathlib import Path
 from moorage.agents.acks import Want, read_acks, wait_for_acks
 from moorage.agents.consul import ConsulClient
 from moorage.agents.ingress import instance_address
+from moorage.commands.options import site_passwords
 from moorage.inventory import load_inventory
 from moorage.lab.ssh import ssh_argv
 
@@ -88,7 +89,7 @@ def epoch(updated: str) -> float:
 
 def bench_discovery(inventory: Path, ssh_key: Path, management_token: str, service: str, events: int) -> DiscoveryResult:
     """``events`` maintenance toggles (on, off, on, ...) of one instance of ``service``, each timed to every lb's ack."""
-    hosts = load_inventory(inventory)
+    hosts = load_inventory(inventory, site_passwords(inventory))
     lb_names = [host.name for host in hosts.hosts("lb")]
     server = hosts.hosts("consul_servers")[0].address
     consul = ConsulClient(f"{server}:8500", management_token)

@@ -52,6 +52,7 @@ import discovery  # noqa: E402  (bench/discovery.py)
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from moorage.commands.options import site_passwords  # noqa: E402
 from moorage.inventory import load_inventory  # noqa: E402
 from moorage.lab.ssh import key_path  # noqa: E402
 from moorage.lab.vault import password_file  # noqa: E402
@@ -131,7 +132,6 @@ def run_size(hosts: int, arguments: argparse.Namespace, document: dict[str, Any]
     """One lab size's sections; ``save()`` after each, so what was measured survives a failure or a stop later."""
     lab = f"{arguments.lab_prefix}-{hosts}"
     os.environ["MOORAGE_LAB"] = lab
-    os.environ["ANSIBLE_VAULT_PASSWORD_FILE"] = str(password_file(lab))  # load_inventory opens the site's vault file
     sections = arguments.sections
     try:
         if "platform" in sections:
@@ -143,7 +143,7 @@ def run_size(hosts: int, arguments: argparse.Namespace, document: dict[str, Any]
         if not {"deploy", "load", "discovery"} & set(sections):
             return
         inventory, _ = deploy.ensure_lab(hosts)
-        lab_hosts = len(load_inventory(inventory).hosts("all"))
+        lab_hosts = len(load_inventory(inventory, site_passwords(inventory)).hosts("all"))
         start = deploy.app_start_seconds()
         cases = [parse_case(text) for text in arguments.cases.split(",")]
         if "deploy" in sections:
