@@ -132,7 +132,7 @@ def service_repo(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -
         "MOORAGE_STATE_DIR": str(work / "agent-state"),  # the Jenkins agent's own: no platform secrets, no lab
         # withCredentials: sshUserPrivateKey, file, string
         "ANSIBLE_PRIVATE_KEY_FILE": str(ssh_key),
-        "ANSIBLE_REMOTE_USER": "root",
+        "ANSIBLE_REMOTE_USER": "moorage",  # the lab's sudo user (the inventory says become)
         "MOORAGE_VAULT_PASSWORD_FILE": str(vault_password),
         "CONSUL_HTTP_TOKEN": platform.management_token,
     }  # fmt: skip

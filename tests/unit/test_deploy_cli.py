@@ -84,6 +84,6 @@ def test_logs_reaches_a_host_the_way_ansible_does_as_root_or_through_sudo() -> N
         "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", *KEEPALIVE, "-i", "/keys/id", "-p", "2222", "-o", "LogLevel=ERROR",
         "deploy@10.0.0.5", "--",
         "if [ \"$(id -u)\" = 0 ]; then exec journalctl --no-pager -o short-iso -t hello -f --since '10 min ago'; "
-        "else exec sudo -n journalctl --no-pager -o short-iso -t hello -f --since '10 min ago'; fi",
+        "else exec sudo -n -- journalctl --no-pager -o short-iso -t hello -f --since '10 min ago'; fi",
     ]  # fmt: skip
     assert ssh_argv(SshTarget("web2"), "journalctl")[-3:] == ["web2", "--", "journalctl"]

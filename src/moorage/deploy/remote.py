@@ -33,7 +33,7 @@ SSH_FAILED = 255  # ssh's own exit status when the connection failed
 def as_root(command: Sequence[str]) -> str:
     """A remote shell line that runs ``command`` as root: as it is for root, else with ``sudo -n``."""
     line = shlex.join(command)
-    return f'if [ "$(id -u)" = 0 ]; then exec {line}; else exec sudo -n {line}; fi'
+    return f'if [ "$(id -u)" = 0 ]; then exec {line}; else exec sudo -n -- {line}; fi'  # --: a command is never read as an option of sudo
 
 
 def ssh_argv(target: SshTarget, remote_line: str, *, control_path: Path | None = None, connect_timeout: int = 10) -> list[str]:

@@ -8,21 +8,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from moorage.errors import MoorageError
 from moorage.lab.cache import ensure_built
 from moorage.lab.host import debian_mirror, run
 
 SUITE = "bookworm"
 # Bump when the recipe below changes, so an old image is never reused for a new recipe.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-apt",
-    "iproute2", "iputils-ping", "procps", "curl", "ca-certificates", "less",
+    "iproute2", "iputils-ping", "procps", "curl", "ca-certificates", "less", "sudo",
 )  # fmt: skip
 # Where machines see the lab's apt repository (bind-mounted read-only), and the only apt source they have.
 APT_REPO_MOUNT = "/srv/moorage-apt"
-SSHD_CONFIG = """\
-# moorage lab: root logs in with the lab's key only; each machine has its own ed25519 host key.
-PermitRootLogin prohibit-password
+# Machines are reached as cloud images ship: a user with passwordless sudo (Ansible's ``become``), no root login.
+LAB_USER = "moorage"
+SUDOERS = f"{LAB_USER} ALL=(ALL) NOPASSWD:ALL\n"
+SSHD_CONFIG = f"""\
+# moorage lab: only {LAB_USER} logs in, with the lab's key; root does not. Each machine has its own ed25519 host key.
+PermitRootLogin no
+AllowUsers {LAB_USER}
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 HostKey /etc/ssh/ssh_host_ed25519_key
@@ -55,6 +60,24 @@ def _build(root: Path, mirror: str) -> None:
     _configure(root)
 
 
+def user_ids(root: Path, user: str = LAB_USER) -> tuple[int, int]:
+    """The uid and gid of ``user`` in the image whose root directory is ``root`` (its ``/etc/passwd``)."""
+    for line in (root / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user and len(fields) >= 4:
+            return int(fields[2]), int(fields[3])
+    raise MoorageError(f"the lab image at {root} has no user {user!r}: remove it to have it rebuilt")
+
+
+def _add_lab_user(root: Path) -> None:
+    """The user Ansible logs in as, with passwordless sudo (a drop-in checked by visudo before it counts)."""
+    run(["chroot", root, "useradd", "--create-home", "--shell", "/bin/bash", LAB_USER], what=f"adding user {LAB_USER} to the image")
+    sudoers = root / f"etc/sudoers.d/{LAB_USER}"
+    sudoers.write_text(SUDOERS)
+    sudoers.chmod(0o440)
+    run(["chroot", root, "visudo", "-cf", f"/etc/sudoers.d/{LAB_USER}"], what=f"checking /etc/sudoers.d/{LAB_USER}")
+
+
 def _configure(root: Path) -> None:
     """Make the image a good container guest: networkd on, apt from the lab repo only, key-only sshd."""
     run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service"], what="enabling systemd-networkd in the image")
@@ -64,6 +87,7 @@ def _configure(root: Path) -> None:
     for host_key in (root / "etc/ssh").glob("ssh_host_*"):
         host_key.unlink()  # every machine gets its own, written when it is created
     (root / "etc/ssh/sshd_config.d/moorage-lab.conf").write_text(SSHD_CONFIG)
+    _add_lab_user(root)
     (root / "etc/machine-id").write_text("")  # every machine gets its own
     (root / "etc/resolv.conf").unlink(missing_ok=True)  # the build host's resolver means nothing inside the lab
     (root / "etc/apt/sources.list").write_text("# moorage lab: packages come from the lab repository only (sources.list.d)\n")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
+from moorage.lab.image import LAB_USER
 from moorage.lab.ssh import SSH_OPTIONS
 
 GROUPS = ("consul_servers", "lb", "monitoring", "logging", "app", "docker_hosts")
@@ -42,7 +43,8 @@ def render(lab_name: str, hosts: list[tuple[str, str, tuple[str, ...]]], key: Pa
     document = {
         "all": {
             "vars": {
-                "ansible_user": "root",
+                "ansible_user": LAB_USER,
+                "ansible_become": True,  # the user has passwordless sudo; root does not log in
                 "ansible_ssh_private_key_file": str(key),
                 "ansible_ssh_common_args": ssh_args,
                 "ansible_python_interpreter": "/usr/bin/python3",

@@ -26,7 +26,7 @@ from moorage.errors import BadInput, Locked, MoorageError
 from moorage.lab import machines as machine_ops
 from moorage.lab.aptrepo import ensure_apt_repo
 from moorage.lab.host import preflight, raise_inotify_limits, run
-from moorage.lab.image import ensure_base_image
+from moorage.lab.image import ensure_base_image, user_ids
 from moorage.lab.inventory import groups_for, render
 from moorage.lab.machines import Machine
 from moorage.lab.network import MAX_HOSTS, LabNetwork, bridge_name, choose_network, ensure_bridge, remove_bridge
@@ -306,7 +306,7 @@ def _converge_machine(
     machine.directory.mkdir(parents=True, exist_ok=True)
     _unmount_under(machine.directory)  # a crashed run may have left the overlay mounted on the host
     image_marker.write_text(str(base_image))
-    machine_ops.prepare(machine, files)
+    machine_ops.prepare(machine, files, user_ids=user_ids(base_image))
     machine_ops.start(machine, argv, environment)
     machine.fingerprint_file.write_text(fingerprint)
     return "restarted" if running else "started"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from moorage.errors import MoorageError
 from moorage.lab.host import run
-from moorage.lab.image import APT_REPO_MOUNT
+from moorage.lab.image import APT_REPO_MOUNT, LAB_USER
 
 # Set in every machine's PID 1, so a machine whose nspawn died can still be found and ended.
 MACHINE_ENV = "MOORAGE_MACHINE"
@@ -32,6 +32,8 @@ STOP_TIMEOUT_SECONDS = 20.0
 NSPAWN_PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
 # Each machine's own cgroup, under this directory in every hierarchy nspawn uses (see _cgroups).
 CGROUP_PARENT = "moorage-lab"
+# The lab user's SSH directory inside a machine: the lab's key is its only way in.
+SSH_DIR = f"home/{LAB_USER}/.ssh"
 # Inside a machine, before systemd starts: its cgroup v1 memory hierarchy, read-write (see nspawn_command).
 MEMORY_RW_REMOUNT = "mount -o remount,rw,bind /sys/fs/cgroup/memory"
 
@@ -127,7 +129,7 @@ def machine_files(machine: Machine, *, all_machines: list[Machine], public_key: 
         "etc/hostname": machine.hostname + "\n",
         "etc/hosts": hosts,
         "etc/systemd/network/10-host0.network": network,
-        "root/.ssh/authorized_keys": public_key,
+        f"{SSH_DIR}/authorized_keys": public_key,
     }
 
 
@@ -135,16 +137,21 @@ def fingerprint(argv: list[str], environment: dict[str, str], files: dict[str, s
     return hashlib.sha256(json.dumps([argv, environment, files], sort_keys=True).encode()).hexdigest()
 
 
-def prepare(machine: Machine, files: dict[str, str]) -> None:
-    """Write the machine's files into its upper directory (only while it is stopped)."""
+def prepare(machine: Machine, files: dict[str, str], *, user_ids: tuple[int, int]) -> None:
+    """Write the machine's files into its upper directory (only while it is stopped).
+
+    ``user_ids``: the lab user's uid and gid in the base image, who owns its home and SSH key (the
+    upper directory's copy of a directory replaces the image's owner and mode: the home as useradd made it).
+    """
     machine.upper.mkdir(parents=True, exist_ok=True)
     for relative, content in files.items():
         target = machine.upper / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
-    (machine.upper / "root").chmod(0o700)
-    (machine.upper / "root/.ssh").chmod(0o700)
-    (machine.upper / "root/.ssh/authorized_keys").chmod(0o600)
+    ssh_dir = machine.upper / SSH_DIR
+    for path, mode in ((ssh_dir.parent, 0o755), (ssh_dir, 0o700), (ssh_dir / "authorized_keys", 0o600)):
+        os.chown(path, *user_ids)
+        path.chmod(mode)
     machine_id = machine.upper / "etc/machine-id"
     if not machine_id.exists():
         machine_id.write_text(uuid.uuid4().hex + "\n")
