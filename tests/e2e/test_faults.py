@@ -174,12 +174,16 @@ class Hardy:
     def load(self) -> HttpLoad:
         return HttpLoad(self.lb, ROUTE_HOST)
 
-    def when_first_switched(self, version: str, within: float = 300) -> str:
-        """Wait until Consul shows an instance on ``version`` (the rollout is under way); return its id."""
-        return eventually(
-            lambda: next((name for name, row in self.instances().items() if row["version"] == version), None),
-            within=within, every=0.2, what=f"an instance of {SERVICE} on version {version}",
-        )  # fmt: skip
+    def when_first_switched(self, version: str, deploy: Background, within: float = 300) -> str:
+        """Wait until Consul shows an instance on ``version`` (the rollout is under way); return its id.
+        A deploy that ended before that (refused, failed) fails the test with its own output."""
+
+        def switched() -> str | None:
+            if deploy.process.poll() is not None:
+                pytest.fail(f"the deploy ended before an instance switched to version {version}: {deploy.finish().describe()}")
+            return next((name for name, row in self.instances().items() if row["version"] == version), None)
+
+        return eventually(switched, within=within, every=0.2, what=f"an instance of {SERVICE} on version {version}")
 
 
 @pytest.fixture(scope="module")
@@ -288,7 +292,7 @@ def test_the_controller_killed_mid_deploy_leaves_no_lock_and_a_rerun_finishes(ha
     version = hardy.next_version()
     with hardy.load() as load:
         deploy = hardy.deploy_in_background(hardy.spec(), version)
-        hardy.when_first_switched(version)
+        hardy.when_first_switched(version, deploy)
         deploy.process.send_signal(signal.SIGKILL)  # the CLI only: no cleanup code runs
         killed_at = time.monotonic()
         deploy.finish()
@@ -332,7 +336,7 @@ def test_the_consul_leader_killed_during_a_deploy(hardy: Hardy, lab_restored: Pl
     assert old_leader is not None
     with hardy.load() as load:
         deploy = hardy.deploy_in_background(hardy.spec(), version)
-        hardy.when_first_switched(version)
+        hardy.when_first_switched(version, deploy)
         hardy.platform.lab.run(old_leader, "systemctl kill --signal=SIGKILL consul.service")
         run = deploy.finish()
     new_leader = eventually(lambda: leader_host(hardy), within=60, what="a Consul leader elected")
@@ -344,7 +348,7 @@ def test_the_consul_leader_killed_during_a_deploy(hardy: Hardy, lab_restored: Pl
         assert hardy.releases()[-1]["status"] in ("reverted", "failed"), hardy.releases()[-1]
     else:
         assert hardy.releases()[-1]["status"] == "deployed"
-    assert hardy.lock_holder() is None
+    assert hardy.lock_holder() is None, f"the deploy lock is still held after {run.describe()}"
     assert not any(row["maintenance"] for row in hardy.instances().values()), hardy.instances()
     assert load.summary.failed == 0, load.summary.describe()
     converged(hardy, version)
@@ -423,7 +427,7 @@ def test_a_host_powered_off_mid_deploy_stops_it_naming_the_host_and_a_rerun_conv
     with hardy.load() as load:
         # Batches of 10 s at least: the cut lands while the rollout is still on its way to the victim.
         deploy = hardy.deploy_in_background(hardy.spec(min_healthy="10s", deadline="30s"), version)
-        hardy.when_first_switched(version)
+        hardy.when_first_switched(version, deploy)
         killed = moorage("lab", "stop", victim, "--kill")
         assert killed.returncode == 0, killed.describe()
         run = deploy.finish()

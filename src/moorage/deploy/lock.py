@@ -13,6 +13,7 @@ working on without the lock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -102,8 +103,17 @@ class DeployLock:
         self._stop_renewing.set()
         if self._renewer is not None:
             self._renewer.join()
-        if self.session_id is not None and self.guard.lost is None:
-            self.client.kv.put(lock_key(self.service), None, release=self.session_id)
+        if self.session_id is None:
+            return
+        if self.guard.lost is None:
+            try:
+                self.client.kv.put(lock_key(self.service), None, release=self.session_id)
+            finally:
+                self.client.session.destroy(self.session_id)  # behavior=delete: the key goes with it
+            return
+        # A renewal was told the session is gone; if that answer came from a server between leaders and
+        # the session still lives, destroying it frees the lock now rather than after its TTL.
+        with contextlib.suppress(consul.ConsulException, MoorageError):
             self.client.session.destroy(self.session_id)
 
     def _acquire(self) -> None:
