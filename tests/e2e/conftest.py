@@ -105,7 +105,8 @@ def platform(lab: Lab) -> Platform:
     """``moorage platform up`` once per session on the session lab (deploy tests reuse it)."""
     run = platform_up(lab.inventory)
     if run.returncode != 0:
-        pytest.fail(f"moorage platform up failed (exit {run.returncode}): {run.stderr.strip()[-2000:]}")
+        failures = run.result.get("failures")
+        pytest.fail(f"moorage platform up failed (exit {run.returncode}): {run.error} {failures} {run.stderr.strip()[-2000:]}")
     return Platform(
         lab=lab,
         converge=run,
