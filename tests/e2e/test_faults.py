@@ -210,10 +210,20 @@ def serving(hardy: Hardy, version: str) -> None:
     assert all(answer.endswith(f"version {version}") for answer in answers), answers
 
 
+def watcher_journals(hardy: Hardy, lines: int = 40) -> str:
+    """The last lines each lb's ingress watcher logged (what it saw of the catalog), for a failure's message."""
+    lab = hardy.platform.lab
+    journals = []
+    for lb in lab.group("lb"):
+        shown = lab.run(lb.name, f"journalctl -u moorage-ingress -n {lines} --no-pager -o short-precise", check=False)
+        journals.append(f"--- {lb.name} moorage-ingress ---\n{shown.stdout.strip() or shown.stderr.strip()}")
+    return "\n".join(journals)
+
+
 def converged(hardy: Hardy, version: str) -> Run:
     """Re-run the deploy of the last good spec: it finishes the rollout, and hardy serves ``version``."""
     run = hardy.deploy(hardy.spec(), version)
-    assert run.returncode == 0, run.describe()
+    assert run.returncode == 0, f"{run.describe()}\n{watcher_journals(hardy)}"
     serving(hardy, version)
     hardy.current = version
     return run

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_layout import agents_root  # noqa: F401 -- the session fixture
+from agent_layout import agent_command, agents_root  # noqa: F401 -- the session fixture
 from consul_dev import ConsulDev, consul_binary, start_consul_dev
 from ingress_fixtures import (
     LB_NODE,
@@ -326,6 +326,25 @@ def test_once_applies_then_reports_unchanged_and_fails_when_consul_is_away(ingre
     assert "# stale" not in ingress.output.read_text()
     assert away.returncode == 1
     assert "consul unreachable" in away.stdout
+
+
+def test_once_runs_at_the_same_time_as_the_daemon_take_turns(consul: ConsulDev, ingress: Ingress) -> None:
+    # The role's first run (--once) may meet the daemon its handler just started: each tests and
+    # swaps its own candidate in turn (a platform up on a fresh lab failed when they interleaved).
+    with backends("turns") as (turns,):
+        ingress.output.write_text("# stale\n" + ingress.output.read_text())  # every run has a config to apply
+        service_id = register(consul, "turns", turns, ["route=turns.example.test/"])
+        try:
+            command = agent_command(ingress.agents_root, "ingress", "--config", str(ingress.config), "--once")
+            runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={}) for _ in range(6)]
+            outputs = [(run.wait(timeout=60), run.communicate()[0]) for run in runs]
+
+            assert all(code == 0 for code, _ in outputs), "\n".join(f"exit {code}: {output}" for code, output in outputs)
+            assert not any("could not apply" in output or "refused" in output for _, output in outputs), outputs
+            assert ingress.get("turns.example.test") == (200, "backend turns\n")
+            assert not ingress.output.with_name("ingress.conf.rejected").exists()
+        finally:
+            deregister(consul, service_id)
 
 
 def test_bad_settings_are_one_line_errors(agents_root: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -8,16 +8,23 @@ the candidate goes through ``nginx -t`` inside a full copy of the main config (w
 of the live file points at the candidate). A refused candidate is kept as ``OUTPUT.rejected``
 and never swapped in; NGINX keeps serving the last good config. The same text is not tried
 again until something changes it.
+
+Every change of the live file happens under an exclusive lock on ``.OUTPUT.lock`` beside it: the
+daemon and a ``--once`` run (the role's first run, or an operator's) may run at the same time,
+and each then tests and swaps its own candidate in turn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import fcntl
 import hashlib
 import logging
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,14 +116,26 @@ class Applier:
         text = self.live_text()
         return None if text is None else split_live(text)[0]
 
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the lock on the live file (another process applying waits for it)."""
+        output = self.options.output
+        with open(output.with_name(f".{output.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def refused(self, config: str) -> bool:
         """Whether NGINX refused this very configuration last time (it is not tried again)."""
         return hashlib.sha256(config.encode()).hexdigest() == self.rejected_digest
 
     def apply(self, config: str, comment: str = "") -> Outcome:
         """Test, swap, reload. Raises OSError, SubprocessError or UnusableMainConfig when it cannot try."""
+        with self.exclusive():
+            return self._apply(config, comment)
+
+    def _apply(self, config: str, comment: str) -> Outcome:
         if self.live_config() == config:
-            self.note(comment)
+            self._note(comment)
             return Outcome.UNCHANGED
         if self.refused(config):
             return Outcome.REJECTED
@@ -139,6 +158,10 @@ class Applier:
 
     def note(self, comment: str) -> None:
         """Rewrite the comment part of the live file (atomically, no reload) when it differs."""
+        with self.exclusive():
+            self._note(comment)
+
+    def _note(self, comment: str) -> None:
         text = self.live_text()
         if text is None:
             return

@@ -33,6 +33,7 @@ import http.client
 import ipaddress
 import os
 import secrets
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,11 @@ def state_text(backends: Mapping[str, Iterable[str]]) -> str:
 
 
 def ensure_key(path: Path) -> str:
-    """The feed's key: read from ``path``, created there (0600) when missing."""
+    """The feed's key: read from ``path``, created there (0600) when missing.
+
+    Two processes that start together (the daemon and a ``--once`` run) end with the same key:
+    the file is linked into place only when absent, and whoever loses reads the winner's.
+    """
     try:
         key = path.read_text().strip()
     except FileNotFoundError:
@@ -94,21 +99,29 @@ def ensure_key(path: Path) -> str:
     if key:
         return key
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
-    temporary = path.with_name(f".{path.name}.new")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary = written_beside(path, secrets.token_urlsafe(32) + "\n", 0o600)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink()
+    return path.read_text().strip()
+
+
+def written_beside(path: Path, text: str, mode: int) -> Path:
+    """A new file of this process's own, in ``path``'s directory, holding ``text`` (for an atomic swap)."""
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(descriptor, mode)
     with os.fdopen(descriptor, "w") as file:
-        file.write(key + "\n")
-    os.replace(temporary, path)
-    return key
+        file.write(text)
+    return Path(name)
 
 
 def write_state_file(path: Path, text: str) -> None:
     """The state NGINX loads when it starts with empty shared memory (atomic replace)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.new")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    os.replace(written_beside(path, text, 0o644), path)
 
 
 @dataclass(frozen=True)

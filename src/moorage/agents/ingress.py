@@ -409,7 +409,7 @@ class Ingress:
             self.applier.note(backends_comment(routed_backends))
             self.acknowledger.publish({service.name: routed_backends.get(service.name, ()) for service in services}, indexes)
         pending = changed and not reload_allowed and not refused
-        return Converged(outcome, pending, routed=fed and (not changed or outcome is Outcome.APPLIED))
+        return Converged(outcome, pending, routed=fed and live == rendering.text)  # another process may have applied it
 
     def apply(self, rendering: Rendering, services: list[RoutedService]) -> Outcome:
         try:
