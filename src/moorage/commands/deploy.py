@@ -14,9 +14,16 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from moorage.commands.options import chosen_inventory, inventory_option, lock_wait_option, output_option, secrets_options, site_passwords
+from moorage.commands.options import (
+    VaultOptions,
+    chosen_inventory,
+    inventory_option,
+    lock_wait_option,
+    output_option,
+    secrets_options,
+    site_passwords,
+)
 from moorage.deploy import operations
-from moorage.deploy.connection import SecretsFile
 from moorage.deploy.operations import Outcome, RolloutFailed, Session
 from moorage.deploy.steps import StepResult, command_failed
 from moorage.errors import EXIT_CHANGES_PENDING, EXIT_OK, BadInput, MoorageError
@@ -29,8 +36,7 @@ from moorage.spec.units import MAX_COUNT
 def _rollout(
     output_format: OutputFormat,
     inventory: Path | None,
-    secrets: SecretsFile | None,
-    vault_password_file: Path | None,
+    vault: VaultOptions,
     lock_wait: timedelta,
     work: Callable[[Session], Outcome],
     junit: _JunitReport | None = None,
@@ -44,8 +50,10 @@ def _rollout(
     with reporter_for(output_format) as reporter:
         try:
             inventory_path = chosen_inventory(inventory)
-            passwords = site_passwords(inventory_path, vault_password_file)
-            session = operations.open_session(inventory_path, reporter=reporter, secrets=secrets, lock_wait=lock_wait, passwords=passwords)
+            passwords = vault.site_passwords(inventory_path)
+            session = operations.open_session(
+                inventory_path, reporter=reporter, secrets=vault.secrets, lock_wait=lock_wait, passwords=passwords
+            )
             steps = session.context.steps.results
             outcome = work(session)
         except MoorageError as error:
@@ -126,8 +134,7 @@ def deploy(
     note: str,
     commit: str | None,
     junit: Path | None,
-    secrets: SecretsFile | None,
-    vault_password_file: Path | None,
+    vault: VaultOptions,
     lock_wait: timedelta,
     output_format: OutputFormat,
 ) -> None:
@@ -139,8 +146,7 @@ def deploy(
     _rollout(
         output_format,
         inventory,
-        secrets,
-        vault_password_file,
+        vault,
         lock_wait,
         lambda session: operations.deploy(session, spec_file, version, canary, note, commit),
         report,
@@ -218,13 +224,12 @@ def rollback(
     service: str,
     to: int | None,
     inventory: Path | None,
-    secrets: SecretsFile | None,
-    vault_password_file: Path | None,
+    vault: VaultOptions,
     lock_wait: timedelta,
     output_format: OutputFormat,
 ) -> None:
     """Roll SERVICE back to an earlier release (as a new release, the same rolling way); a canary still out is dropped."""
-    _rollout(output_format, inventory, secrets, vault_password_file, lock_wait, lambda session: operations.rollback(session, service, to))
+    _rollout(output_format, inventory, vault, lock_wait, lambda session: operations.rollback(session, service, to))
 
 
 @click.command()
@@ -236,8 +241,7 @@ def rollback(
 def scale(
     assignment: str,
     inventory: Path | None,
-    secrets: SecretsFile | None,
-    vault_password_file: Path | None,
+    vault: VaultOptions,
     lock_wait: timedelta,
     output_format: OutputFormat,
 ) -> None:
@@ -247,7 +251,7 @@ def scale(
         raise BadInput(f"{assignment!r}: expected SERVICE=N, e.g. hello=5")
     if int(count) > MAX_COUNT:
         raise BadInput(f"{assignment!r}: at most {MAX_COUNT} instances")
-    _rollout(output_format, inventory, secrets, vault_password_file, lock_wait, lambda session: operations.scale(session, name, int(count)))
+    _rollout(output_format, inventory, vault, lock_wait, lambda session: operations.scale(session, name, int(count)))
 
 
 @click.command()
@@ -259,13 +263,12 @@ def scale(
 def promote(
     service: str,
     inventory: Path | None,
-    secrets: SecretsFile | None,
-    vault_password_file: Path | None,
+    vault: VaultOptions,
     lock_wait: timedelta,
     output_format: OutputFormat,
 ) -> None:
     """Roll SERVICE's instances to its canary release, then remove the canaries."""
-    _rollout(output_format, inventory, secrets, vault_password_file, lock_wait, lambda session: operations.promote(session, service))
+    _rollout(output_format, inventory, vault, lock_wait, lambda session: operations.promote(session, service))
 
 
 @click.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -141,8 +142,20 @@ def lock_wait_option(command: F) -> F:
     )(command)
 
 
+@dataclass(frozen=True)
+class VaultOptions:
+    """What ``--secrets`` and ``--vault-password-file`` gave a command that (re)starts instances."""
+
+    secrets: SecretsFile | None  # the spec's secrets and the password that opens them
+    password_file: Path | None  # also opens the site's vault file, with or without --secrets
+
+    def site_passwords(self, inventory: Path) -> tuple[Path, ...]:
+        """The passwords to try on ``inventory``'s site vault file (:func:`site_passwords`)."""
+        return site_passwords(inventory, self.password_file)
+
+
 def secrets_options(command: F) -> F:
-    """``--secrets FILE --vault-password-file P``: the command gets ``secrets: SecretsFile | None`` and ``vault_password_file``.
+    """``--secrets FILE --vault-password-file P``: the command gets ``vault: VaultOptions``.
 
     Every command that (re)starts instances needs the values. The password also opens the site's
     vault file, with or without ``--secrets`` (:func:`site_passwords`).
@@ -150,8 +163,7 @@ def secrets_options(command: F) -> F:
 
     @functools.wraps(command)
     def with_secrets(*args: Any, secrets_vault: Path | None, vault_password_file: Path | None, **kwargs: Any) -> Any:
-        secrets = _secrets_file(secrets_vault, vault_password_file)
-        return command(*args, secrets=secrets, vault_password_file=vault_password_file, **kwargs)
+        return command(*args, vault=VaultOptions(_secrets_file(secrets_vault, vault_password_file), vault_password_file), **kwargs)
 
     with_secrets = click.option(
         "--vault-password-file",

@@ -16,8 +16,7 @@ import click
 from rich.table import Table
 
 from moorage import gitremote, state_paths
-from moorage.commands.options import chosen_inventory, inventory_option, lock_wait_option, output_option, secrets_options, site_passwords
-from moorage.deploy.connection import SecretsFile
+from moorage.commands.options import VaultOptions, chosen_inventory, inventory_option, lock_wait_option, output_option, secrets_options
 from moorage.errors import BadInput
 from moorage.lab.vault import password_for as lab_password_for
 from moorage.output import OutputFormat, console, emit_document, is_structured
@@ -60,17 +59,18 @@ def _duration_text(wait: timedelta) -> str:
     return f"{int(wait.total_seconds())}s"
 
 
-def _recorded_password(inventory: Path, given: Path | None, secrets: SecretsFile | None) -> Path | None:
+def _recorded_password(inventory: Path, vault_options: VaultOptions) -> Path | None:
     """The vault password file a push's deploy passes (``--vault-password-file``), recorded now.
 
     A push over SSH runs its deploy in a fresh login session, without this shell's
-    ``ANSIBLE_VAULT_PASSWORD_FILE``: the password that opens the site's vault file (``given``, else
+    ``ANSIBLE_VAULT_PASSWORD_FILE``: the password that opens the site's vault file (the one given, else
     the variable's) is recorded by path, and checked now rather than at the first push. A lab's
     inventory needs none (the deploy finds the lab's own password from the inventory's path). With
     ``--secrets`` the given password is recorded: the deploy takes one password for both files.
     """
     lab_password = lab_password_for(inventory)
-    vault = site_vault(inventory, site_passwords(inventory, given))
+    secrets = vault_options.secrets
+    vault = site_vault(inventory, vault_options.site_passwords(inventory))
     if vault.exists:
         site_password: Path | None = vault.opening_password()
     else:  # no secrets yet: `platform up` will encrypt them with the first of these
@@ -107,8 +107,7 @@ def add(
     inventory: Path | None,
     root: Path | None,
     ssh_address: gitremote.SshAddress | None,
-    secrets: SecretsFile | None,
-    vault_password_file: Path | None,
+    vault: VaultOptions,
     lock_wait: timedelta,
     output_format: OutputFormat,
 ) -> None:
@@ -131,8 +130,8 @@ def add(
         executable=_this_moorage(),
         state_root=state_paths.state_root().absolute(),
         lock_wait=_duration_text(lock_wait),
-        secrets=None if secrets is None else secrets.vault.absolute(),
-        vault_password_file=_recorded_password(inventory_path, vault_password_file, secrets),
+        secrets=None if vault.secrets is None else vault.secrets.vault.absolute(),
+        vault_password_file=_recorded_password(inventory_path, vault),
     )
     made = gitremote.add(settings, root.absolute() if root else None, ssh_address)
     if is_structured(output_format):
