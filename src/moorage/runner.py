@@ -29,7 +29,6 @@ SSH_ARGS = "-o ControlMaster=auto -o ControlPersist=120s -o ServerAliveInterval=
 FACT_CACHE_SECONDS = 3600
 
 EventHandler = Callable[[Mapping[str, Any]], None]
-STDOUT_LINES = 3  # of a failed command that wrote nothing to stderr, in its failure line
 NO_MESSAGE = "failed (no message)"  # a failure without words (e.g. a no_log task's censored result)
 
 
@@ -184,19 +183,11 @@ def _failure(data: Mapping[str, Any], *, unreachable: bool) -> TaskFailure:
 
 
 def failure_message(res: Mapping[str, Any]) -> str:
-    """The one line that says why a task failed: its msg and stderr, or a failed loop item's.
-
-    A command that said nothing on stderr is named by the last lines of its stdout (a program
-    that logs to stdout, as the host agents do under systemd, explains its exit there).
-    """
+    """The one line that says why a task failed: its msg and stderr, or a failed loop item's."""
     for item in res.get("results", []) or []:
         if isinstance(item, Mapping) and item.get("failed"):
             return failure_message(item)
-    stderr = res.get("stderr")
-    if not (isinstance(stderr, str) and stderr.strip()):
-        stdout = res.get("stdout")
-        stderr = "\n".join(stdout.strip().splitlines()[-STDOUT_LINES:]) if isinstance(stdout, str) else None
-    parts = [res.get("msg"), stderr, res.get("module_stderr")]
+    parts = [res.get(key) for key in ("msg", "stderr", "module_stderr")]
     text = ": ".join(part.strip() for part in parts if isinstance(part, str) and part.strip())
     return " ".join(text.split()) or NO_MESSAGE
 
