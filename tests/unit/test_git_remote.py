@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -149,6 +150,14 @@ def wait_for(path: Path, what: str) -> None:
     pytest.fail(f"{what} never happened ({path} missing after 60 s)")
 
 
+# Runs its arguments with SIGINT's default action (a shell cannot undo an inherited "ignore", Python can).
+WITH_DEFAULT_SIGINT = (
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])",
+)
+
+
 def test_ctrl_c_on_the_push_does_not_stop_the_deploy_halfway(setup: Setup) -> None:
     setup.add_remote()
     setup.use_stub(exit_code=0)
@@ -157,7 +166,9 @@ def test_ctrl_c_on_the_push_does_not_stop_the_deploy_halfway(setup: Setup) -> No
     # its own process group, as a terminal's foreground job: Ctrl-C is SIGINT to the whole group. Its
     # output goes to a file, not a pipe: the hook (still running, by design) holds the pipe's other end.
     with (setup.stub_dir / "push-output").open("w") as output:
-        push = subprocess.Popen(["git", "-C", str(setup.clone), "push", str(setup.bare), "main"],
+        # Ctrl-C as at a terminal even when this suite runs in a background job (which ignores SIGINT, and so
+        # would every child: the push then ran to its end with exit 0 in a CI run started with `&`).
+        push = subprocess.Popen([*WITH_DEFAULT_SIGINT, "git", "-C", str(setup.clone), "push", str(setup.bare), "main"],
                                 stdout=output, stderr=output, text=True, env=setup.env(), start_new_session=True)  # fmt: skip
     pushed = setup.git("rev-parse", "HEAD").stdout.strip()
     wait_for(setup.stub_dir / "deploy-args", "the push's deploy starting")
