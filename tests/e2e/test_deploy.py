@@ -377,6 +377,63 @@ def test_rollback_to_a_release_while_a_canary_is_out_drops_the_canary(deployment
     assert (rolled_back["status"], rolled_back["note"]) == ("deployed", f"rollback to {target}"), rolled_back
 
 
+# --- a start-first service: canary, promote, scale ------------------------------------------------
+
+START_FIRST = "hello-sf"
+START_FIRST_HOST = "hello-sf.example.test"
+
+
+def test_a_start_first_service_promotes_each_instance_beside_its_old_one_then_scales(deployment: Deployment) -> None:
+    """``update.order: start-first`` through promote and scale: each new instance starts beside the one it replaces."""
+    spec = deployment.work / "hello-sf.yml"
+    spec.write_text(
+        example_spec("hello", {
+            "name: hello": f"name: {START_FIRST}",
+            "artifact: ./app": f"artifact: {REPO / 'examples/hello/app'}",
+            "replicas: 3": "replicas: 2",
+            "  port: 8080\n": "",  # a port of its own from the platform's range, beside hello's
+            "hello.example.test": START_FIRST_HOST,
+            "update: {maxParallel: 1, minHealthy: 3s, healthyDeadline: 60s}": (
+                "update: {maxParallel: 1, minHealthy: 2s, healthyDeadline: 20s, order: start-first}"
+            ),
+        })
+    )  # fmt: skip
+
+    def versions() -> dict[str, str]:
+        return {row["instance"]: row["version"] for row in deployment.status(START_FIRST)}
+
+    first = deployment.moorage("deploy", str(spec), "--version", "1", "--output", "json")
+    assert first.returncode == 0, first.stderr[-3000:]
+    canary = deployment.moorage("deploy", str(spec), "--version", "2", "--canary", "1", "--output", "json")
+    assert canary.returncode == 0, canary.stderr[-3000:]
+    assert versions() == {f"{START_FIRST}-1": "1", f"{START_FIRST}-2": "1", f"{START_FIRST}-3": "2"}
+    try:
+        with deployment.load(START_FIRST_HOST) as load:
+            promoted = deployment.moorage("promote", START_FIRST, "--output", "json")
+        print(f"start-first promote of 2 instances: {load.summary.describe()}")
+        assert promoted.returncode == 0, promoted.stderr[-3000:]
+        assert load.summary.failed == 0, load.summary.describe()
+        # Each instance of release 1 was replaced by one started beside it (its other identity), then the canary went.
+        assert versions() == {f"{START_FIRST}-1b": "2", f"{START_FIRST}-2b": "2"}
+        assert sorted(promoted.result()["report"]["removed"]) == [f"{START_FIRST}-1", f"{START_FIRST}-2", f"{START_FIRST}-3"]
+        events = [(event["instance"], event["step"]) for event in promoted.events() if event.get("event") == "instance"]
+        for index in (1, 2):
+            beside, old = f"{START_FIRST}-{index}b", f"{START_FIRST}-{index}"
+            assert events.index((beside, "routed")) < events.index((old, "drained")), events
+        assert {answer.rsplit(" ", 1)[-1] for answer in deployment.answers(START_FIRST_HOST)} == {"2"}
+
+        # scale adds an instance of the current release and leaves the running ones alone.
+        before = {row["instance"]: row["port"] for row in deployment.status(START_FIRST)}
+        scaled = deployment.moorage("scale", f"{START_FIRST}=3", "--output", "json")
+        assert scaled.returncode == 0, scaled.stderr[-3000:]
+        after = versions()
+        assert len(after) == 3 and set(after.values()) == {"2"}, after
+        assert {row["instance"]: row["port"] for row in deployment.status(START_FIRST) if row["instance"] in before} == before
+    finally:
+        removed = deployment.moorage("remove", START_FIRST, "--yes")
+        assert removed.returncode == 0, removed.stderr[-3000:]
+
+
 # --- the docker runtime -------------------------------------------------------------------------
 
 

@@ -105,6 +105,16 @@ def test_the_new_instance_is_switched_beside_the_old_one_before_the_old_one_is_r
     assert (report.failure, report.switched, report.removed) == (None, ["notes-1b"], ["notes-1"])
 
 
+def test_the_report_names_every_instance_removed_the_old_ones_beside_and_the_ones_planned_away() -> None:
+    # A promote: the old instance goes once its replacement beside it is routed, the canary at the end.
+    old, new = releases(replicas=2)
+    agents = RecordingAgents()
+    canary = old.plan.instances[1]
+    report = roll(context(agents), new, old, new.plan.instances[:1], [canary])
+    assert report.failure is None and report.switched == ["notes-1b"]
+    assert report.removed == ["notes-1", canary.id]
+
+
 def test_a_new_instance_that_fails_its_gate_leaves_the_old_one_serving_and_is_removed() -> None:
     old, new = releases()
     agents = RecordingAgents(failing=["notes-1b"])

@@ -261,7 +261,8 @@ def roll(
         report.switched.extend(instance.id for instance in batch)
     if removed:
         removal = remove_instances(context, new, removed)
-        report.removed, report.failure = removal.removed, removal.failure
+        report.removed.extend(removal.removed)  # after the old instances of start-first batches, already gone
+        report.failure = removal.failure
     return report
 
 
