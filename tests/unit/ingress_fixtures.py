@@ -239,8 +239,16 @@ class Ingress:
     def log(self) -> str:
         return self.watcher_log.read_text()
 
+    def once_args(self) -> list[str]:
+        return ["--config", str(self.config), "--once"]
+
     def run_once(self, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return run_watcher(self.agents_root, ["--config", str(self.config), "--once"], env)
+        return run_watcher(self.agents_root, self.once_args(), env)
+
+    def start_once(self) -> subprocess.Popen[str]:
+        """A ``--once`` run started, not waited for (stdout and stderr together)."""
+        command = agent_command(self.agents_root, "ingress", *self.once_args())
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={})
 
 
 def run_watcher(agents_root: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_layout import agent_command, agents_root  # noqa: F401 -- the session fixture
+from agent_layout import agents_root  # noqa: F401 -- the session fixture
 from consul_dev import ConsulDev, consul_binary, start_consul_dev
 from ingress_fixtures import (
     LB_NODE,
@@ -335,8 +335,7 @@ def test_once_runs_at_the_same_time_as_the_daemon_take_turns(consul: ConsulDev, 
         ingress.output.write_text("# stale\n" + ingress.output.read_text())  # every run has a config to apply
         service_id = register(consul, "turns", turns, ["route=turns.example.test/"])
         try:
-            command = agent_command(ingress.agents_root, "ingress", "--config", str(ingress.config), "--once")
-            runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={}) for _ in range(6)]
+            runs = [ingress.start_once() for _ in range(6)]
             outputs = [(run.wait(timeout=60), run.communicate()[0]) for run in runs]
 
             assert all(code == 0 for code, _ in outputs), "\n".join(f"exit {code}: {output}" for code, output in outputs)
