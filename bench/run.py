@@ -124,6 +124,8 @@ def platform_summary(size: converge.SizeResult) -> dict[str, Any]:
         "moorage_noop_seconds": size.seconds("moorage", "noop"),
         "stock_noop_seconds": size.seconds("stock", "noop"),
         "noop_moorage_over_stock": converge.ratio(size.seconds("moorage", "noop"), size.seconds("stock", "noop")),
+        "stock_nocp_noop_seconds": size.seconds("stock-nocp", "noop"),
+        "noop_moorage_over_stock_nocp": converge.ratio(size.seconds("moorage", "noop"), size.seconds("stock-nocp", "noop")),
         "converge_moorage_over_stock": converge.ratio(size.seconds("moorage", "converge"), size.seconds("stock", "converge")),
     }
 
@@ -222,6 +224,14 @@ def table_rows(document: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{size['noop_moorage_over_stock']}x",
             )
         )
+        if size.get("stock_nocp_noop_seconds"):
+            rows.append(
+                (
+                    f"  no-op vs stock without ControlPersist, {hosts} hosts",
+                    f"{size['moorage_noop_seconds']} s / {size['stock_nocp_noop_seconds']} s",
+                    f"{size['noop_moorage_over_stock_nocp']}x",
+                )
+            )
         cpu = {f"{run['settings']} {run['kind']}": run["controller_cpu_seconds"] for run in size["runs"]}
         rows.append((f"  controller CPU, {hosts} hosts", ", ".join(f"{k} {v:.0f} s" for k, v in cpu.items()), ""))
         if size.get("memory"):
@@ -312,7 +322,12 @@ def main() -> None:
         "generated": now(),
         "machine": machine(),
         "options": {"sizes": sizes, "cases": arguments.cases, "events": arguments.events, "sections": arguments.sections},
-        "platform": {"measured_at": now(), "stock_settings": converge.STOCK_SETTINGS, "sizes": []},
+        "platform": {
+            "measured_at": now(),
+            "stock_settings": converge.STOCK_SETTINGS,
+            "stock_nocp_settings": converge.STOCK_NO_CONTROLPERSIST_SETTINGS,
+            "sizes": [],
+        },
         "deploy": {"measured_at": now(), "runs": []},
     }
     started, cpu_before = time.monotonic(), cpu_seconds()
