@@ -4,10 +4,12 @@ For each lab size (its own lab, ``PREFIX-N``; PREFIX is ``$MOORAGE_LAB`` or ``be
 
 1. a fresh lab; the stock settings converge it (timed);
 2. a fresh lab again; ``moorage platform up`` converges it (timed), then the no-op re-runs are timed
-   side by side on that converged lab: ``moorage platform up`` (moorage's settings, as a user runs
-   it), the same playbook with stock Ansible settings and, with ``--factcache``, moorage's settings
-   with a fact cache of the bench's own (moorage keeps one per inventory since runner.py hands
-   ansible-runner the directory; ansible-runner overwrote the environment variable before).
+   side by side on that converged lab: ``moorage platform up`` as a user runs it (every host asked
+   whether it holds its last converge; all do, so platform.yml does not run), ``moorage platform up
+   --full`` (the whole playbook with moorage's settings), the same playbook with stock Ansible
+   settings and, with ``--factcache``, moorage's settings with a fact cache of the bench's own
+   (moorage keeps one per inventory since runner.py hands ansible-runner the directory;
+   ansible-runner overwrote the environment variable before).
 
 Stock settings: Ansible's defaults, nothing tuned: no pipelining, its default ``ssh_args``
 (``-C -o ControlMaster=auto -o ControlPersist=60s``, so SSH connections are kept between tasks),
@@ -70,7 +72,7 @@ STOCK_NO_CONTROLPERSIST_SETTINGS = {**STOCK_SETTINGS, "ANSIBLE_SSH_ARGS": "-C -o
 
 @dataclass
 class Run:
-    settings: str  # moorage | stock | stock-nocp | moorage+factcache
+    settings: str  # moorage | moorage-full | stock | stock-nocp | moorage+factcache
     kind: str  # converge | noop
     seconds: float
     changed: int
@@ -121,9 +123,9 @@ def measured(settings: str, kind: str, action: Callable[[], int]) -> Run:
     )
 
 
-def moorage_platform_up(lab: str, inventory: Path) -> int:
-    """`moorage platform up` as a user runs it; the number of changed tasks."""
-    completed = moorage(lab, "platform", "up", "-i", str(inventory), "--output", "json")
+def moorage_platform_up(lab: str, inventory: Path, *options: str) -> int:
+    """`moorage platform up [OPTIONS]` as a user runs it; the number of changed tasks."""
+    completed = moorage(lab, "platform", "up", "-i", str(inventory), "--output", "json", *options)
     if completed.returncode != 0:
         raise SystemExit(f"{lab}: moorage platform up failed: {completed.stdout[-1500:]}{completed.stderr[-1500:]}")
     result = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith('{"event": "result"')][-1]
@@ -197,6 +199,7 @@ def bench_size(
             ansible_platform_up(inventory, ansible_envvars(), fact_cache=cache_dir)
         for _ in range(repeat):
             result.runs.append(measured("moorage", "noop", lambda: moorage_platform_up(lab, inventory)))
+            result.runs.append(measured("moorage-full", "noop", lambda: moorage_platform_up(lab, inventory, "--full")))
             result.runs.append(measured("stock", "noop", lambda: ansible_platform_up(inventory, STOCK_SETTINGS)))
             result.runs.append(measured("stock-nocp", "noop", lambda: ansible_platform_up(inventory, STOCK_NO_CONTROLPERSIST_SETTINGS)))
             if factcache:
@@ -231,7 +234,7 @@ def main() -> None:
     parser.add_argument("--factcache", action="store_true", help="also moorage's settings with facts kept across runs")
     parser.add_argument("--keep", action="store_true", help="leave the labs running")
     arguments = parser.parse_args()
-    settings = ["moorage", "stock", "stock-nocp"] + (["moorage+factcache"] if arguments.factcache else [])
+    settings = ["moorage", "moorage-full", "stock", "stock-nocp"] + (["moorage+factcache"] if arguments.factcache else [])
     results = [
         bench_size(int(size), repeat=arguments.repeat, factcache=arguments.factcache, keep=arguments.keep)
         for size in arguments.sizes.split(",")
@@ -250,6 +253,7 @@ def main() -> None:
                 **{f"{name}_{kind}_seconds": size.seconds(name, kind) for name in settings for kind in ("converge", "noop")},
                 "noop_moorage_over_stock": ratio(size.seconds("moorage", "noop"), size.seconds("stock", "noop")),
                 "noop_moorage_over_stock_nocp": ratio(size.seconds("moorage", "noop"), size.seconds("stock-nocp", "noop")),
+                "noop_moorage_full_over_stock": ratio(size.seconds("moorage-full", "noop"), size.seconds("stock", "noop")),
             }
             for size in results
         ],

@@ -124,6 +124,8 @@ def platform_summary(size: converge.SizeResult) -> dict[str, Any]:
         "moorage_noop_seconds": size.seconds("moorage", "noop"),
         "stock_noop_seconds": size.seconds("stock", "noop"),
         "noop_moorage_over_stock": converge.ratio(size.seconds("moorage", "noop"), size.seconds("stock", "noop")),
+        "moorage_full_noop_seconds": size.seconds("moorage-full", "noop"),
+        "noop_moorage_full_over_stock": converge.ratio(size.seconds("moorage-full", "noop"), size.seconds("stock", "noop")),
         "stock_nocp_noop_seconds": size.seconds("stock-nocp", "noop"),
         "noop_moorage_over_stock_nocp": converge.ratio(size.seconds("moorage", "noop"), size.seconds("stock-nocp", "noop")),
         "converge_moorage_over_stock": converge.ratio(size.seconds("moorage", "converge"), size.seconds("stock", "converge")),
@@ -224,6 +226,14 @@ def table_rows(document: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{size['noop_moorage_over_stock']}x",
             )
         )
+        if size.get("moorage_full_noop_seconds"):
+            rows.append(
+                (
+                    f"  no-op, the whole playbook (--full), {hosts} hosts: moorage / stock",
+                    f"{size['moorage_full_noop_seconds']} s / {size['stock_noop_seconds']} s",
+                    f"{size['noop_moorage_full_over_stock']}x",
+                )
+            )
         if size.get("stock_nocp_noop_seconds"):
             rows.append(
                 (

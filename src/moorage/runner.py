@@ -66,6 +66,11 @@ class PlaybookResult:
     def changed(self) -> int:
         return sum(stats.changed for stats in self.hosts.values())
 
+    def first_failure(self) -> str:
+        """The first failed task as ``host: message``, or the exit status when no task failed."""
+        first = self.failures[0] if self.failures else None
+        return f"{first.host}: {first.message}" if first else f"ansible-playbook exited with status {self.rc}"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "playbook": self.playbook,

@@ -8,6 +8,7 @@ here (Elastic's packages are in no registry the lab reaches); its check-mode run
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import time
 import uuid
@@ -194,6 +195,41 @@ def test_check_mode_on_the_converged_platform_changes_nothing(platform: Platform
     assert checked.returncode == 0, checked.error
     assert checked.result["check"] is True
     assert checked.changed_per_host() == {host.name: 0 for host in platform.lab.hosts}
+
+
+def test_a_platform_up_with_nothing_changed_runs_no_playbook_and_any_drift_converges(platform: Platform) -> None:
+    """Every host says whether it holds what its last converge recorded (files, units, packages, the
+    same inputs); when all do, platform.yml does not run. A file edited by hand converges every host
+    and is put back; the routes the ingress watcher renders are its own; --full runs the playbook."""
+    lab, inventory = platform.lab, platform.lab.inventory
+    assert platform_up(inventory).returncode == 0  # an earlier test may have left something to put back
+    again = platform_up(inventory)
+    assert again.returncode == 0, again.error
+    assert again.result["converged"] is False and again.result["playbook"] == "platform_state.yml", again.result
+    assert again.changed_per_host() == {host.name: 0 for host in lab.hosts}
+
+    lb = lab.group("lb")[0].name
+    routes = lab.run(lb, "cat /etc/nginx/moorage/ingress.conf").stdout
+    lab.run(lb, "echo '# rendered again by the watcher' >> /etc/nginx/moorage/ingress.conf")
+    try:
+        held = platform_up(inventory)
+    finally:
+        lab.run(lb, f"printf %s {shlex.quote(routes)} > /etc/nginx/moorage/ingress.conf")
+    assert held.returncode == 0 and held.result["converged"] is False, held.result
+
+    nginx_conf = lab.run(lb, "cat /etc/nginx/nginx.conf").stdout
+    lab.run(lb, "echo '# edited by hand' >> /etc/nginx/nginx.conf")
+    fixed = platform_up(inventory)
+    assert fixed.returncode == 0, fixed.error
+    assert fixed.result["converged"] is True and fixed.result["playbook"] == "platform.yml"
+    assert fixed.result["reason"].startswith(f"{lb}: /etc/nginx/nginx.conf changed"), fixed.result["reason"]
+    assert fixed.changed_per_host()[lb] > 0
+    assert lab.run(lb, "cat /etc/nginx/nginx.conf").stdout == nginx_conf
+
+    full = platform_up(inventory, "--full")
+    assert full.returncode == 0 and full.result["converged"] is True and full.result["reason"] == ""
+    assert full.changed_per_host() == {host.name: 0 for host in lab.hosts}
+    assert platform_up(inventory).result["converged"] is False
 
 
 # --- Bad inventories: one line naming the group or host, nothing changed --------------------

@@ -19,7 +19,7 @@ import pytest
 
 from moorage.paths import collections_dir, collections_search_path
 
-MODULES = ("instance", "release")
+MODULES = ("instance", "platform_state", "release")
 
 
 def documented_options(module: str) -> dict[str, Any]:

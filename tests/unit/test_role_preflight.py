@@ -44,9 +44,7 @@ def test_a_role_on_its_own_fails_its_preflight_before_it_installs_anything(
     inventory.write_text(f"here ansible_connection=local ansible_python_interpreter={sys.executable}\n")
     playbook = tmp_path / "site.yml"
     playbook.write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "vars": variables, "roles": [role]}]))
-    result = subprocess.run(
-        [ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook)], capture_output=True, text=True, cwd=ROOT, timeout=300
-    )
+    result = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 2, result.stdout[-3000:] + result.stderr[-2000:]
     failed_task = result.stdout.split("fatal:")[0].rsplit("TASK [", 1)[-1]
     assert failed_check in failed_task, result.stdout[-3000:]

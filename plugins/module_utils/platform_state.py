@@ -1,0 +1,1 @@
+../../src/moorage/agents/platform_state.py
