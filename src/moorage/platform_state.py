@@ -20,6 +20,7 @@ from typing import Any
 
 import moorage.agents
 from moorage import __version__, paths
+from moorage.agents.platform_state import Verdict
 from moorage.runner import PlaybookResult, run_playbook
 
 STATE_PLAYBOOK = "platform_state.yml"
@@ -133,17 +134,11 @@ def content_counts(action: str, arguments: Mapping[str, Any]) -> bool:
 
 
 @dataclass(frozen=True)
-class HostVerdict:
-    holds: bool
-    reason: str
-
-
-@dataclass(frozen=True)
 class Probe:
     """Every host's answer, and whether every host answered."""
 
     result: PlaybookResult
-    verdicts: dict[str, HostVerdict]
+    verdicts: dict[str, Verdict]
 
     @property
     def nothing_to_do(self) -> bool:
@@ -162,13 +157,13 @@ class Probe:
 
 def probe(inventory: Path, inputs: str, vault_password_files: Sequence[Path]) -> Probe:
     """Ask every host whether it holds its last converge's record for ``inputs``."""
-    verdicts: dict[str, HostVerdict] = {}
+    verdicts: dict[str, Verdict] = {}
 
     def on_event(event: Mapping[str, Any]) -> None:
         data = event.get("event_data", {})
         if event.get("event") == "runner_on_ok" and data.get("task_action") == STATE_TASK_ACTION:
             res = data.get("res") or {}
-            verdicts[data.get("host", "")] = HostVerdict(bool(res.get("holds")), str(res.get("reason", "")))
+            verdicts[data.get("host", "")] = Verdict(bool(res.get("holds")), str(res.get("reason", "")))
 
     result = run_playbook(
         STATE_PLAYBOOK, inventory, {"platform_inputs": inputs}, vault_password_files=vault_password_files, on_event=on_event
