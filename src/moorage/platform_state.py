@@ -20,7 +20,7 @@ from typing import Any
 
 import moorage.agents
 from moorage import __version__, paths
-from moorage.agents.platform_state import Verdict
+from moorage.agents.platform_state import Verdict, Watch
 from moorage.runner import PlaybookResult, run_playbook
 
 STATE_PLAYBOOK = "platform_state.yml"
@@ -36,7 +36,7 @@ FILE_ARGUMENTS = {
     "ansible.builtin.stat": "path",
 }
 UNIT_ACTIONS = ("ansible.builtin.systemd_service", "ansible.builtin.systemd", "ansible.builtin.service")
-# file sets attributes, stat only looks: their paths count by type, mode and owner, not content.
+# file sets attributes only: its paths count by type, mode and owner, not content.
 METADATA_ONLY_ACTIONS = ("ansible.builtin.file",)
 
 
@@ -49,12 +49,10 @@ def _files_under(root: Path) -> Iterator[Path]:
 def inventory_sources(inventory: Path) -> list[Path]:
     """The files Ansible reads for ``inventory``: itself (or a directory's files) and its group_vars/host_vars."""
     inventory = inventory.resolve()
-    base = inventory if inventory.is_dir() else inventory.parent
-    sources = list(_files_under(inventory)) if inventory.is_dir() else [inventory]
-    for variables in ("group_vars", "host_vars"):
-        if (base / variables).is_dir() and not inventory.is_dir():
-            sources += _files_under(base / variables)
-    return sources
+    if inventory.is_dir():
+        return list(_files_under(inventory))
+    beside = [inventory.parent / "group_vars", inventory.parent / "host_vars"]
+    return [inventory, *(path for variables in beside if variables.is_dir() for path in _files_under(variables))]
 
 
 def inputs_digest(inventory: Path) -> str:
@@ -78,10 +76,8 @@ class HostWatch:
     units: set[str] = field(default_factory=set)
 
     def as_record(self) -> dict[str, Any]:
-        return {
-            "files": [{"path": path, "content": content} for path, content in sorted(self.files.items())],
-            "units": sorted(self.units),
-        }
+        """The host's record, in the agent's own format (the module reads it back as a Watch)."""
+        return Watch(files=self.files, units=tuple(sorted(self.units))).as_dict()
 
 
 def _module_results(res: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
